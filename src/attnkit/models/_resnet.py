@@ -1,0 +1,478 @@
+"""Shared ResNet machinery: blocks with attachment hooks, the stage that wires attention, the model.
+
+Block anatomy (backbones spec §3.1): every block exposes
+
+- ``block.residual(x) -> u``: the residual branch up to and including its last norm layer;
+- ``block.shortcut(x) -> s``: identity, a projection, or the option-A pad;
+- ``block.merge(u, s)``: ``u + s`` then ReLU (post-activation) or ``u + s`` (pre-activation).
+
+The stage applies attention to ``u`` between ``residual`` and ``merge``: a per-block module
+(``block.attn``), one module shared by the stage (``stage.attn``), or a recurrent unit whose state is
+threaded explicitly from block to block. The shortcut is never gated.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attention import resolve_attn
+from ._scheme import format_scheme, parse_scheme
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "PreActBottleneck",
+    "ResStage",
+    "ResNet",
+    "ClassifierHead",
+    "ShortcutA",
+    "build_resnet",
+]
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    """A backbone conv with He-normal (fan-out, ReLU gain) init, as in the papers' init loops."""
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if bias:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ShortcutA(nn.Module):
+    """Parameter-free option-A shortcut: subsample by ``stride`` and zero-pad channels on both sides.
+
+    Shape:
+        ``(N, C_in, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride))``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        if (out_ch - in_ch) % 2:
+            raise ValueError(f"option-A shortcut needs an even channel difference, got {in_ch}->{out_ch}")
+        self.stride, self.pad = stride, (out_ch - in_ch) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad, self.pad))
+
+
+def _projection(cin: int, cout: int, stride: int, bias: bool, with_bn: bool = True) -> nn.Module:
+    """1×1 conv (+ plain BatchNorm2d): the projection shortcut. Its BN is never a norm replacement."""
+    conv = _conv(cin, cout, 1, stride, bias)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout)) if with_bn else nn.Sequential(conv)
+
+
+class _Block(nn.Module):
+    """Common block interface; subclasses define ``residual``, ``last_norm`` and ``post_act``."""
+
+    expansion = 1
+    post_act = True
+
+    def __init__(self):
+        super().__init__()
+        self.attn: nn.Module | None = None
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x)
+
+    def merge(self, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return F.relu(u + s) if self.post_act else u + s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Standalone use: residual -> own gate (if any) -> merge. Stages do their own wiring."""
+        u = self.residual(x)
+        if self.attn is not None:
+            u = self.attn(u)
+        return self.merge(u, self.shortcut(x))
+
+
+class BasicBlock(_Block):
+    """Post-activation basic block: conv3×3 → BN → ReLU → conv3×3 → BN → [attn] → + shortcut → ReLU.
+
+    Shape:
+        ``(N, in_ch, H, W) -> (N, planes, H/stride, W/stride)``.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        norm_layer: NormFactory,
+        last_norm_layer: NormFactory,
+        shortcut: str = "B",
+        conv_bias: bool = False,
+    ):
+        super().__init__()
+        out = planes
+        self.conv1 = _conv(in_ch, planes, 3, stride, conv_bias)
+        self.bn1 = norm_layer(planes)
+        self.conv2 = _conv(planes, planes, 3, 1, conv_bias)
+        self.bn2 = last_norm_layer(planes)
+        if stride != 1 or in_ch != out:
+            self.downsample = ShortcutA(in_ch, out, stride) if shortcut == "A" else _projection(in_ch, out, stride, conv_bias)
+        else:
+            self.downsample = nn.Identity()
+
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.bn2
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        u = F.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(u))
+
+
+class Bottleneck(_Block):
+    """Post-activation bottleneck: 1×1 → BN → ReLU → 3×3 (stride) → BN → ReLU → 1×1 → BN → [attn] → + → ReLU.
+
+    ``stride_in_1x1=True`` moves the stride to the first 1×1 conv (the Caffe "V1" layout).
+
+    Shape:
+        ``(N, in_ch, H, W) -> (N, 4·planes, H/stride, W/stride)``.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        norm_layer: NormFactory,
+        last_norm_layer: NormFactory,
+        conv_bias: bool = False,
+        stride_in_1x1: bool = False,
+        force_projection: bool = False,
+    ):
+        super().__init__()
+        out = planes * 4
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = _conv(in_ch, planes, 1, s1, conv_bias)
+        self.bn1 = norm_layer(planes)
+        self.conv2 = _conv(planes, planes, 3, s3, conv_bias)
+        self.bn2 = norm_layer(planes)
+        self.conv3 = _conv(planes, out, 1, 1, conv_bias)
+        self.bn3 = last_norm_layer(out)
+        if stride != 1 or in_ch != out or force_projection:
+            self.downsample = _projection(in_ch, out, stride, conv_bias)
+        else:
+            self.downsample = nn.Identity()
+
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        u = F.relu(self.bn1(self.conv1(x)))
+        u = F.relu(self.bn2(self.conv2(u)))
+        return self.bn3(self.conv3(u))
+
+
+class PreActBottleneck(_Block):
+    """Pre-activation bottleneck (bearpaw ``preresnet``): BN → ReLU → 1×1 → BN → ReLU → 3×3 (stride)
+    → BN → ReLU → 1×1 → [extra BN] → [attn] → + shortcut, with no ReLU after the addition.
+
+    The shortcut is a bare 1×1 conv (no BN) applied to the raw block input.
+
+    Shape:
+        ``(N, in_ch, H, W) -> (N, 4·planes, H/stride, W/stride)``.
+    """
+
+    expansion = 4
+    post_act = False
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        norm_layer: NormFactory,
+        last_norm_layer: NormFactory,
+        extra_bn: bool = False,
+    ):
+        super().__init__()
+        out = planes * 4
+        self.bn1 = norm_layer(in_ch)
+        self.conv1 = _conv(in_ch, planes, 1)
+        self.bn2 = norm_layer(planes)
+        self.conv2 = _conv(planes, planes, 3, stride)
+        self.bn3 = norm_layer(planes)
+        self.conv3 = _conv(planes, out, 1)
+        self.bn_extra = last_norm_layer(out) if extra_bn else nn.Identity()
+        self.downsample = _projection(in_ch, out, stride, False, with_bn=False) if (stride != 1 or in_ch != out) else nn.Identity()
+
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.bn_extra
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.conv1(F.relu(self.bn1(x)))
+        u = self.conv2(F.relu(self.bn2(u)))
+        u = self.conv3(F.relu(self.bn3(u)))
+        return self.bn_extra(u)
+
+
+class ResStage(nn.Module):
+    """A run of blocks at one resolution and width, with attention wired between residual and merge.
+
+    Args:
+        blocks: the blocks.
+        attn: the stage-shared module (``sharing="stage"``) or None (per-block modules live in
+            ``block.attn``).
+        recurrent: whether the modules are recurrent units called as ``(u, state) = m(u, state)``;
+            the state starts as ``None`` at the first block of the stage and passes only through
+            connected blocks.
+        connect: one bool per block; False skips attention for that block. Plain Python values, so
+            ``torch.compile`` specialises on them; the EAN supernet may reassign it between batches.
+
+    Shape:
+        ``(N, C_in, H, W) -> (N, C_out, H', W')``.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module], attn: nn.Module | None, recurrent: bool, connect: Sequence[bool]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.attn = attn
+        self.recurrent = recurrent
+        self.connect = tuple(bool(c) for c in connect)
+        self.out_channels = blocks[-1].last_channels
+
+    def _module_for(self, i: int, blk: nn.Module) -> nn.Module | None:
+        if not self.connect[i]:
+            return None
+        return self.attn if self.attn is not None else blk.attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state: Any = None
+        for i, blk in enumerate(self.blocks):
+            u = blk.residual(x)  # (N, C, H, W)
+            s = blk.shortcut(x)  # (N, C, H, W)
+            m = self._module_for(i, blk)
+            if m is not None:
+                if self.recurrent:
+                    u, state = m(u, state)
+                else:
+                    u = m(u)
+            x = blk.merge(u, s)
+        return x
+
+
+class ClassifierHead(nn.Module):
+    """Global mean pooling then ``Linear``: ``(N, C, H, W) -> (N, num_classes)``."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.in_features = in_features
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))  # (N, C)
+        return x if pre_logits else self.fc(x)
+
+
+class ResNet(nn.Module):
+    """A ResNet backbone with pluggable channel attention (built by :func:`build_resnet`).
+
+    Attributes:
+        stem: the input stem.
+        stages: ``nn.ModuleList`` of :class:`ResStage`.
+        final_norm: BN → ReLU after the last stage (pre-activation nets) or Identity.
+        head: :class:`ClassifierHead`.
+        stage_channels: output width of each stage (read-only).
+        blocks_per_stage: number of blocks of each stage (read-only).
+        attn_config: dict with the resolved ``attn``, ``sharing``, ``scheme`` and ``attn_kwargs``.
+
+    Shape:
+        ``(N, in_chans, H, W) -> (N, num_classes)``.
+
+    Raises:
+        RuntimeError: (forward) an input whose channel count is not ``in_chans``.
+    """
+
+    def __init__(self, stem: nn.Module, stages: Sequence[ResStage], final_norm: nn.Module, num_classes: int,
+                 in_chans: int, attn_config: dict[str, Any]):
+        super().__init__()
+        self.stem = stem
+        self.stages = nn.ModuleList(stages)
+        self.final_norm = final_norm
+        self.num_features = stages[-1].out_channels
+        self.head = ClassifierHead(self.num_features, num_classes)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.attn_config = attn_config
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        return tuple(s.out_channels for s in self.stages)
+
+    @property
+    def blocks_per_stage(self) -> tuple[int, ...]:
+        return tuple(len(s.blocks) for s in self.stages)
+
+    @property
+    def scheme(self) -> str:
+        """The current connection scheme as a ``"110|0011"`` string."""
+        return format_scheme([s.connect for s in self.stages])
+
+    def set_scheme(self, scheme) -> None:
+        """Change which blocks use attention (for stage-shared modules or blocks that own a module).
+
+        Raises:
+            ValueError: malformed scheme, or a block switched on that has no module to use.
+        """
+        masks = parse_scheme(scheme, self.blocks_per_stage)
+        for si, (stage, m) in enumerate(zip(self.stages, masks)):
+            for bi, on in enumerate(m):
+                if on and stage.attn is None and stage.blocks[bi].attn is None:
+                    raise ValueError(f"block {bi} of stage {si + 1} has no attention module to connect")
+        for stage, m in zip(self.stages, masks):
+            stage.connect = m
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_chans, H, W) -> (N, num_features, H', W')`` (before pooling)."""
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise RuntimeError(
+                f"expected input of shape (N, {self.in_chans}, H, W) (in_chans={self.in_chans}), got {tuple(x.shape)}; "
+                f"build the model with in_chans={x.shape[1] if x.dim() == 4 else '?'} for this data"
+            )
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.final_norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``(N, num_features, H', W') -> (N, num_classes)`` (or ``(N, num_features)`` with ``pre_logits``)."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _stage_kwargs(attn_kwargs, n_stages: int) -> list[dict[str, Any]]:
+    if attn_kwargs is None:
+        return [{} for _ in range(n_stages)]
+    if isinstance(attn_kwargs, dict):
+        return [dict(attn_kwargs) for _ in range(n_stages)]
+    if isinstance(attn_kwargs, (list, tuple)):
+        if len(attn_kwargs) != n_stages:
+            raise ValueError(f"attn_kwargs has {len(attn_kwargs)} per-stage dicts but the model has {n_stages} stages")
+        if not all(isinstance(d, dict) for d in attn_kwargs):
+            raise ValueError("attn_kwargs must be a dict or a sequence of dicts (one per stage)")
+        return [dict(d) for d in attn_kwargs]
+    raise ValueError(f"attn_kwargs must be a dict or a sequence of dicts, got {type(attn_kwargs).__name__}")
+
+
+def build_resnet(
+    *,
+    block: type[_Block],
+    layers: Sequence[int],
+    planes: Sequence[int],
+    strides: Sequence[int],
+    stem: Callable[[int, NormFactory], tuple[nn.Module, int]],
+    num_classes: int,
+    in_chans: int = 3,
+    attn=None,
+    attn_kwargs=None,
+    sharing: str | None = None,
+    scheme=None,
+    norm_layer: NormFactory | None = None,
+    last_norm_layer: NormFactory | None = None,
+    zero_init_residual: bool = False,
+    final_norm: bool = False,
+    block_kwargs: dict[str, Any] | None = None,
+    first_block_projection: bool = False,
+    model_name: str = "",
+) -> ResNet:
+    """Assemble a :class:`ResNet` and attach attention according to the entry's ``kind``.
+
+    ``attn`` is a registry name, a class, or None/``"none"``; ``attn_kwargs`` one dict or one per stage,
+    merged over the entry's ``paper_kwargs``. ``sharing`` is ``"block"``, ``"stage"`` or None (resolves
+    to ``"stage"`` for recurrent modules, ``"block"`` otherwise). ``scheme`` masks the blocks.
+
+    Raises:
+        ValueError: bad ``sharing``, ``scheme``, ``attn_kwargs``, unknown ``attn`` or ``in_chans``.
+    """
+    if not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(attn, str) and attn.lower() in ("none", ""):
+        attn = None
+    entry = resolve_attn(attn) if attn is not None else None
+    kind = entry.kind if entry is not None else None
+    if sharing is None:
+        sharing = "stage" if kind == "recurrent" else "block"
+    if sharing not in ("block", "stage"):
+        raise ValueError(f"sharing must be 'block' or 'stage' (or None for the module's default), got {sharing!r}")
+    n_stages = len(layers)
+    stage_kw = _stage_kwargs(attn_kwargs, n_stages)
+    if entry is not None:
+        stage_kw = [{**entry.paper_kwargs, **kw} for kw in stage_kw]
+    masks = parse_scheme(scheme, layers)
+
+    base_norm: NormFactory = norm_layer or nn.BatchNorm2d
+    stage_norm = [base_norm] * n_stages
+    stage_last = [last_norm_layer or base_norm] * n_stages
+    if kind == "norm":
+        stage_norm = [functools.partial(entry.cls, **kw) for kw in stage_kw]
+        stage_last = [last_norm_layer or sn for sn in stage_norm]
+    elif kind == "bn_wrapper":
+        stage_last = [functools.partial(entry.cls, **kw) for kw in stage_kw]
+
+    stem_mod, ch = stem(in_chans, stage_norm[0])
+    block_kwargs = dict(block_kwargs or {})
+    stages = []
+    for si, (n, p, st) in enumerate(zip(layers, planes, strides)):
+        blocks = []
+        for bi in range(n):
+            kw = dict(block_kwargs)
+            if first_block_projection and bi == 0:
+                kw["force_projection"] = True
+            blk = block(ch, p, st if bi == 0 else 1, norm_layer=stage_norm[si], last_norm_layer=stage_last[si], **kw)
+            ch = p * block.expansion
+            blk.last_channels = ch
+            blocks.append(blk)
+        gate_like = kind in ("gate", "recurrent")
+        shared = None
+        if gate_like and sharing == "stage" and any(masks[si]):
+            shared = entry.cls(ch, **stage_kw[si])
+        if gate_like and sharing == "block":
+            for bi, blk in enumerate(blocks):
+                if masks[si][bi]:
+                    blk.attn = entry.cls(ch, **stage_kw[si])
+        stages.append(ResStage(blocks, shared, kind == "recurrent", masks[si] if gate_like else (False,) * n))
+
+    if zero_init_residual:
+        for stage in stages:
+            for blk in stage.blocks:
+                w = getattr(blk.last_norm, "weight", None)
+                if isinstance(w, nn.Parameter):
+                    nn.init.zeros_(w)
+    fnorm = nn.Sequential(base_norm(ch), nn.ReLU(inplace=False)) if final_norm else nn.Identity()
+    config = {
+        "model": model_name,
+        "attn": entry.name if entry is not None else None,
+        "kind": kind,
+        "sharing": sharing if entry is not None else None,
+        "scheme": format_scheme(masks),
+        "attn_kwargs": stage_kw if entry is not None else None,
+    }
+    return ResNet(stem_mod, stages, fnorm, num_classes, in_chans, config)
