@@ -366,6 +366,24 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def _has_norm(m: nn.Module) -> bool:
+    return any(isinstance(x, _NORM_TYPES) for x in m.modules())
+
+
+def _tie_non_norm(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """Make every parameter of ``dst`` outside its norm layers the same object as ``src``'s; returns ``dst``."""
+    for (_, ms), (_, md) in zip(src.named_modules(), dst.named_modules()):
+        if isinstance(ms, _NORM_TYPES):
+            continue
+        for pname, p in ms._parameters.items():
+            if p is not None:
+                md._parameters[pname] = p
+    return dst
+
+
 def _stage_kwargs(attn_kwargs, n_stages: int) -> list[dict[str, Any]]:
     if attn_kwargs is None:
         return [{} for _ in range(n_stages)]
@@ -396,6 +414,7 @@ def build_resnet(
     norm_layer: NormFactory | None = None,
     last_norm_layer: NormFactory | None = None,
     zero_init_residual: bool = False,
+    share_norm: bool = False,
     final_norm: bool = False,
     block_kwargs: dict[str, Any] | None = None,
     first_block_projection: bool = False,
@@ -406,6 +425,10 @@ def build_resnet(
     ``attn`` is a registry name, a class, or None/``"none"``; ``attn_kwargs`` one dict or one per stage,
     merged over the entry's ``paper_kwargs``. ``sharing`` is ``"block"``, ``"stage"`` or None (resolves
     to ``"stage"`` for recurrent modules, ``"block"`` otherwise). ``scheme`` masks the blocks.
+    ``share_norm`` (only with ``sharing="stage"``): False (default) keeps the norm layers inside a
+    stage-shared module per block (every block holds an instance whose other parameters are the very
+    ``nn.Parameter`` objects of block 0's; DIA spec §5.3); True shares the whole module as ``stage.attn``.
+    Modules without norm layers are always shared whole.
 
     Raises:
         ValueError: bad ``sharing``, ``scheme``, ``attn_kwargs``, unknown ``attn`` or ``in_chans``.
@@ -418,6 +441,11 @@ def build_resnet(
         attn = None
     entry = resolve_attn(attn) if attn is not None else None
     kind = entry.kind if entry is not None else None
+    if kind == "norm" and (sharing == "stage" or scheme is not None):
+        raise ValueError(
+            f"attn={entry.name!r} is a norm layer (kind='norm'): it replaces the BatchNorms of the residual "
+            "branches and cannot be shared per stage or masked with a scheme"
+        )
     if sharing is None:
         sharing = "stage" if kind == "recurrent" else "block"
     if sharing not in ("block", "stage"):
@@ -435,6 +463,9 @@ def build_resnet(
         stage_norm = [functools.partial(entry.cls, **kw) for kw in stage_kw]
         stage_last = [last_norm_layer or sn for sn in stage_norm]
     elif kind == "bn_wrapper":
+        if sharing == "stage" or not all(all(m) for m in masks):
+            raise ValueError(f"attn={entry.name!r} wraps each block's last BN: stage sharing and connection "
+                             f"schemes are undefined for it (use sharing='block' and no scheme)")
         stage_last = [functools.partial(entry.cls, **kw) for kw in stage_kw]
 
     stem_mod, ch = stem(in_chans, stage_norm[0])
@@ -447,6 +478,9 @@ def build_resnet(
             if first_block_projection and bi == 0:
                 kw["force_projection"] = True
             blk = block(ch, p, st if bi == 0 else 1, norm_layer=stage_norm[si], last_norm_layer=stage_last[si], **kw)
+            if kind == "bn_wrapper" and isinstance(blk.last_norm, nn.Identity):
+                raise ValueError(f"attn={entry.name!r} wraps the residual branch's last BN, but {block.__name__} has "
+                                 f"none; build the pre-activation net with extra_bn=True")
             ch = p * block.expansion
             blk.last_channels = ch
             blocks.append(blk)
@@ -454,6 +488,11 @@ def build_resnet(
         shared = None
         if gate_like and sharing == "stage" and any(masks[si]):
             shared = entry.cls(ch, **stage_kw[si])
+            if not share_norm and _has_norm(shared):  # per-block norms, everything else tied
+                for bi, blk in enumerate(blocks):
+                    if masks[si][bi]:
+                        blk.attn = _tie_non_norm(shared, entry.cls(ch, **stage_kw[si]))
+                shared = None
         if gate_like and sharing == "block":
             for bi, blk in enumerate(blocks):
                 if masks[si][bi]:
@@ -472,6 +511,7 @@ def build_resnet(
         "attn": entry.name if entry is not None else None,
         "kind": kind,
         "sharing": sharing if entry is not None else None,
+        "share_norm": bool(share_norm) if entry is not None and sharing == "stage" else None,
         "scheme": format_scheme(masks),
         "attn_kwargs": stage_kw if entry is not None else None,
     }

@@ -44,15 +44,15 @@ def _conv7(in_chans: int, bias: bool) -> nn.Conv2d:
 
 def imagenet_resnet(name: str, *, num_classes: int = 1000, in_chans: int = 3, attn=None, attn_kwargs=None,
                     sharing=None, scheme=None, norm_layer=None, last_norm_layer=None,
-                    zero_init_residual: bool = False, conv_bias: bool = False,
+                    zero_init_residual: bool = False, share_norm: bool = False, conv_bias: bool = False,
                     stride_in_1x1: bool | None = None) -> ResNet:
     """Build an ImageNet ResNet.
 
     Args:
         name: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
         num_classes: classifier outputs (1000).
-        in_chans, attn, attn_kwargs, sharing, scheme, norm_layer, last_norm_layer, zero_init_residual:
-            see :func:`attnkit.create_model`.
+        in_chans, attn, attn_kwargs, sharing, scheme, norm_layer, last_norm_layer, zero_init_residual,
+            share_norm: see :func:`attnkit.create_model`.
         conv_bias: every conv gets a bias.
         stride_in_1x1: bottleneck nets only: stride 2 in the first 1×1 conv (V1 layout).
 
@@ -75,7 +75,7 @@ def imagenet_resnet(name: str, *, num_classes: int = 1000, in_chans: int = 3, at
         block=cls, layers=layers, planes=planes, strides=(1, 2, 2, 2), stem=_stem(conv_bias),
         num_classes=num_classes, in_chans=in_chans, attn=attn, attn_kwargs=attn_kwargs, sharing=sharing,
         scheme=scheme, norm_layer=norm_layer, last_norm_layer=last_norm_layer,
-        zero_init_residual=zero_init_residual, block_kwargs=bkw, model_name=name,
+        zero_init_residual=zero_init_residual, share_norm=share_norm, block_kwargs=bkw, model_name=name,
     )
 
 

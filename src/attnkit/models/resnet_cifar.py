@@ -36,7 +36,7 @@ def _cifar_stem(with_bn: bool):
 
 def cifar_resnet(depth: int, *, block: str = "basic", num_classes: int = 10, in_chans: int = 3, attn=None,
                  attn_kwargs=None, sharing=None, scheme=None, norm_layer=None, last_norm_layer=None,
-                 zero_init_residual: bool = False, shortcut: str | None = None, extra_bn: bool | None = None,
+                 zero_init_residual: bool = False, share_norm: bool = False, shortcut: str | None = None, extra_bn: bool | None = None,
                  model_name: str = "") -> ResNet:
     """Build a CIFAR ResNet of the given depth.
 
@@ -46,7 +46,7 @@ def cifar_resnet(depth: int, *, block: str = "basic", num_classes: int = 10, in_
             ``"preact"`` (He et al.'s pre-activation bottleneck).
         num_classes: classifier outputs (default 10).
         in_chans: input channels (3; 1 for Fashion-MNIST/digits).
-        attn, attn_kwargs, sharing, scheme, norm_layer, last_norm_layer, zero_init_residual: see
+        attn, attn_kwargs, sharing, scheme, norm_layer, last_norm_layer, zero_init_residual, share_norm: see
             :func:`attnkit.create_model`.
         shortcut: basic nets only: ``"B"`` (1×1 conv + BN projection, default) or ``"A"`` (pad).
         extra_bn: pre-activation nets only: an extra BN after ``conv3`` (DIANet's variant).
@@ -87,7 +87,7 @@ def cifar_resnet(depth: int, *, block: str = "basic", num_classes: int = 10, in_
         block=cls, layers=(n, n, n), planes=(16, 32, 64), strides=(1, 2, 2), stem=_cifar_stem(block != "preact"),
         num_classes=num_classes, in_chans=in_chans, attn=attn, attn_kwargs=attn_kwargs, sharing=sharing,
         scheme=scheme, norm_layer=norm_layer, last_norm_layer=last_norm_layer,
-        zero_init_residual=zero_init_residual, final_norm=block == "preact", block_kwargs=block_kwargs,
+        zero_init_residual=zero_init_residual, share_norm=share_norm, final_norm=block == "preact", block_kwargs=block_kwargs,
         model_name=model_name,
     )
 
