@@ -1,0 +1,545 @@
+"""ASR: attention-alike structural re-parameterization (the Stripe Observation).
+
+A channel-attention module ``T`` is trained on a **learned constant input** ψ instead of the feature
+map, so its gate ``v = T.gate(ψ)`` is an input-independent per-channel constant. ``v`` multiplies the
+output of the residual branch's last BatchNorm and, after training, folds exactly into that BN
+(``γ' = v·γ``, ``β' = v·β``): the deployed network *is* the plain backbone.
+
+Reference:
+    Huang, Zhong, Wen, Qin, Lin. "Stripe Observation Guided Inference Cost-free Attention Mechanism"
+    (ECCV 2024; v1 "ASR: Attention-alike Structural Re-parameterization"). arXiv:2304.06345.
+    Official code: https://github.com/zhongshsh/ASR
+
+This file also holds the **channel-gate protocol** shared with :mod:`attnkit.analysis`:
+:func:`module_gate` returns the gate a registered module multiplies its input by, via the module's own
+``gate(x)`` method or an adapter registered with :func:`register_gate_fn` (attnkit's SE/ECA/CBAM keep
+``self.gate`` as their sigmoid attribute, timm style, so they get adapters here).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._registry import get_attn, register_attn, resolve_attn
+from .cbam import CBAMModule
+from .eca import ECAModule
+from .iebn import IEGate
+from .ras import RASModule
+from .se import SEModule
+
+__all__ = [
+    "ASRBatchNorm2d",
+    "ASRGate",
+    "ChannelScale",
+    "AffineChannel",
+    "BatchNormThenGate",
+    "asr_norm_layer",
+    "module_gate",
+    "channel_gate",
+    "has_gate",
+    "register_gate_fn",
+    "ASR_SUPPORT",
+]
+
+GateFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+# --------------------------------------------------------------------------------------------------
+# Channel-gate protocol
+# --------------------------------------------------------------------------------------------------
+
+
+def _se_gate(m: SEModule, x: torch.Tensor) -> torch.Tensor:
+    s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+    return m.gate(m.fc2(m.act(m.fc1(s))))  # (N, C, 1, 1)
+
+
+def _eca_gate(m: ECAModule, x: torch.Tensor) -> torch.Tensor:
+    n, c = x.shape[0], x.shape[1]
+    s = x.mean((2, 3)).reshape(n, 1, c)  # (N, 1, C)
+    return m.gate(m.conv(s).reshape(n, c, 1, 1))  # (N, C, 1, 1)
+
+
+def _cbam_channel_gate(m: CBAMModule, x: torch.Tensor) -> torch.Tensor:
+    a = m._mlp(x.mean((2, 3), keepdim=True)) + m._mlp(x.amax((2, 3), keepdim=True))  # (N, C, 1, 1)
+    return m.channel_gate(a)
+
+
+def _cbam_gate(m: CBAMModule, x: torch.Tensor) -> torch.Tensor:
+    cg = _cbam_channel_gate(m, x)  # (N, C, 1, 1)
+    x1 = x * cg
+    sm = torch.cat([x1.amax(1, keepdim=True), x1.mean(1, keepdim=True)], dim=1)  # (N, 2, H, W)
+    sg = m.spatial_gate(m.spatial_bn(m.spatial_conv(sm)))  # (N, 1, H, W)
+    return cg * sg  # (N, C, H, W): the full (channel × spatial) gate
+
+
+def _ie_gate(m: IEGate, x: torch.Tensor) -> torch.Tensor:
+    c = m.channels
+    s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+    return m.gate(m.gate_weight.view(1, c, 1, 1) * s + m.gate_bias.view(1, c, 1, 1))
+
+
+def _ras_gate(m: RASModule, x: torch.Tensor) -> torch.Tensor:
+    c = m.channels
+    z0 = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+    if m.fused:
+        return m.gate(m.fused_weight.view(1, c, 1, 1) * z0 + m.fused_bias.view(1, c, 1, 1))
+    w, b = m.le_weight.view(1, c, 1, 1), m.le_bias.view(1, c, 1, 1)
+    z = w * z0 + b
+    for norm in m.norms:
+        z = w * norm(z) + b  # (N, C, 1, 1)
+    return m.gate(z)
+
+
+_GATE_FNS: dict[type, GateFn] = {SEModule: _se_gate, ECAModule: _eca_gate, CBAMModule: _cbam_gate,
+                                 IEGate: _ie_gate, RASModule: _ras_gate}
+_CHANNEL_GATE_FNS: dict[type, GateFn] = {CBAMModule: _cbam_channel_gate}
+
+
+def register_gate_fn(cls: type, fn: GateFn, *, channel_fn: GateFn | None = None) -> None:
+    """Teach :func:`module_gate` how to read the gate of a module class that has no ``gate()`` method.
+
+    Args:
+        cls: the module class.
+        fn: ``fn(module, x) -> gate`` with ``module(x) == x * gate`` (gate broadcastable to x).
+        channel_fn: optionally the channel-only part ``(N, C, 1, 1)`` for modules whose gate also has
+            spatial extent (used by ASR's ``"channel_only"`` support).
+    """
+    _GATE_FNS[cls] = fn
+    if channel_fn is not None:
+        _CHANNEL_GATE_FNS[cls] = channel_fn
+
+
+def _lookup(table: dict[type, GateFn], module: nn.Module) -> GateFn | None:
+    for klass in type(module).__mro__:
+        if klass in table:
+            return table[klass]
+    return None
+
+
+def _own_gate_method(module: nn.Module) -> bool:
+    attr = inspect.getattr_static(type(module), "gate", None)
+    return inspect.isfunction(attr)
+
+
+def has_gate(module: nn.Module) -> bool:
+    """True if :func:`module_gate` can read ``module``'s gate (own ``gate()`` method or an adapter)."""
+    return _lookup(_GATE_FNS, module) is not None or _own_gate_method(module)
+
+
+def module_gate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The gate that ``module`` multiplies its input by: ``module(x) == x * module_gate(module, x)``.
+
+    Args:
+        module: a channel-gate module (attnkit SE/ECA/CBAM via adapters, or any module with a
+            ``gate(x)`` method).
+        x: the module's input, ``(N, C, H, W)``.
+
+    Returns:
+        ``(N, C, 1, 1)`` for channel gates; modules with a spatial part (CBAM) give ``(N, C, H, W)``.
+
+    Raises:
+        TypeError: the module exposes no gate; never recovered by dividing output by input.
+    """
+    fn = _lookup(_GATE_FNS, module)
+    if fn is not None:
+        return fn(module, x)
+    if _own_gate_method(module):
+        return module.gate(x)
+    raise TypeError(
+        f"{type(module).__name__} exposes no channel gate: give it a gate(x) -> (N, C, 1, 1) method or "
+        f"register an adapter with attnkit.attention.asr.register_gate_fn"
+    )
+
+
+def channel_gate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Like :func:`module_gate` but only the channel part ``(N, C, 1, 1)`` (CBAM: no spatial gate)."""
+    fn = _lookup(_CHANNEL_GATE_FNS, module)
+    return fn(module, x) if fn is not None else module_gate(module, x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small deploy-form modules
+# --------------------------------------------------------------------------------------------------
+
+
+class AffineChannel(nn.Module):
+    """Per-channel affine ``y = γ·x + β`` without statistics; replaces BN inside ASR's ``T``.
+
+    Args:
+        num_features: channels ``C``.
+        device, dtype: factory kwargs.
+
+    Shape:
+        ``(N, C, *) -> (N, C, *)``.
+    """
+
+    def __init__(self, num_features: int, device=None, dtype=None, **_: Any):
+        super().__init__()
+        self.num_features = num_features
+        self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}"
+
+
+class ChannelScale(nn.Module):
+    """Multiply by a fixed per-channel vector held as a buffer: the deploy form of :class:`ASRGate`.
+
+    Args:
+        scale: ``(1, C, 1, 1)``.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, H, W)``.
+    """
+
+    def __init__(self, scale: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone().reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"channels={self.scale.shape[1]}"
+
+
+class BatchNormThenGate(nn.Sequential):
+    """``nn.Sequential(bn, gate)``: the deploy form of an ASR-BN with ``use_both`` (BN, then the
+    ordinary input-dependent gate). :func:`attnkit.reparameterize_model` moves ``gate`` into the
+    block's attention slot of attnkit ResNets so that the checkpoint matches the ``attn=<gate>`` model."""
+
+
+# --------------------------------------------------------------------------------------------------
+# ASR support table
+# --------------------------------------------------------------------------------------------------
+
+ASR_SUPPORT: dict[str, str] = {
+    "se": "ok", "eca": "ok", "lsas": "ok", "sem": "ok", "spe": "ok", "spem": "ok", "ras": "ok", "ie": "ok",
+    "cbam": "channel_only",
+    "srm": "needs_spatial_psi", "spa": "needs_spatial_psi",
+    "sge": "unsupported", "ge": "unsupported", "dia": "unsupported", "iebn": "unsupported",
+}
+"""How each registered module behaves on ASR's constant input ψ (by registry name). A module class may
+override with a class attribute ``asr_support``. Unknown modules are tried (``"auto"``): they must expose
+a gate and give a finite ``(1, C, 1, 1)`` gate on ψ at construction. Values: ``"ok"``; ``"channel_only"``
+(spatial part dropped with a warning); ``"needs_spatial_psi"`` (``psi_size >= 2``); ``"unsupported"``."""
+
+_CHANNEL_ONLY_DROP: dict[str, tuple[str, ...]] = {"cbam": ("spatial_conv", "spatial_bn")}
+
+
+def _accepts(cls: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _replace_batchnorm(t: nn.Module) -> None:
+    """Swap every BatchNorm inside ``T`` for an :class:`AffineChannel` (γ, β copied): on ψ a BN would see a
+    batch of one (an error in training) and would normalise the learned vector away."""
+    for m in list(t.modules()):
+        for cname, child in list(m.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                aff = AffineChannel(child.num_features, device=child.running_mean.device if child.running_mean
+                                    is not None else None, dtype=child.weight.dtype if child.affine else None)
+                if child.affine:
+                    with torch.no_grad():
+                        aff.weight.copy_(child.weight)
+                        aff.bias.copy_(child.bias)
+                setattr(m, cname, aff)
+
+
+def _build_attention(attn_layer: str | type, channels: int, attn_kwargs: dict[str, Any], psi_size: int,
+                     device, dtype) -> tuple[nn.Module, str]:
+    entry = resolve_attn(attn_layer)
+    support = getattr(entry.cls, "asr_support", None) or ASR_SUPPORT.get(entry.name, "auto")
+    if entry.kind != "gate" or support == "unsupported":
+        raise ValueError(
+            f"ASR cannot use attention module {entry.name!r} (kind {entry.kind!r}): its gate is spatial, it is "
+            f"stateful or it is not a channel gate. Use a channel gate such as 'se' or 'eca'."
+        )
+    if support == "needs_spatial_psi" and psi_size < 2:
+        raise ValueError(
+            f"ASR with {entry.name!r} needs a spatial ψ: its gate uses spatial statistics (e.g. a std over "
+            f"H×W) that are degenerate on a 1×1 input. Pass psi_size=2 or more (recommended psi_size=4)."
+        )
+    kw = dict(attn_kwargs)
+    if _accepts(entry.cls, "norm_layer") and "norm_layer" not in kw:
+        kw["norm_layer"] = AffineChannel
+    fk = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+    t = entry.cls(channels, **kw, **fk)
+    if support == "channel_only":
+        warnings.warn(
+            f"ASR({entry.name}): only the channel gate is used on the constant input ψ; the spatial part "
+            f"is dropped (a spatial gate cannot be input-independent).",
+            UserWarning,
+            stacklevel=3,
+        )
+        for name in _CHANNEL_ONLY_DROP.get(entry.name, ()):
+            setattr(t, name, None)
+    _replace_batchnorm(t)
+    if not has_gate(t):
+        raise ValueError(f"ASR({entry.name}): {type(t).__name__} exposes no gate(); see attnkit.attention.asr.module_gate")
+    return t, entry.name
+
+
+# --------------------------------------------------------------------------------------------------
+# ASR modules
+# --------------------------------------------------------------------------------------------------
+
+
+class _ASRBase(nn.Module):
+    """ψ and T shared by :class:`ASRBatchNorm2d` and :class:`ASRGate`."""
+
+    def _init_asr(self, channels: int, attn_layer, attn_kwargs, psi_init: float, psi_size: int,
+                  psi_init_std: float, device, dtype) -> None:
+        if not isinstance(psi_size, int) or psi_size < 1:
+            raise ValueError(f"psi_size must be a positive int, got {psi_size!r}")
+        if psi_init_std < 0:
+            raise ValueError(f"psi_init_std must be >= 0, got {psi_init_std}")
+        self.attn, self.attn_name = _build_attention(attn_layer, channels, dict(attn_kwargs or {}), psi_size,
+                                                     device, dtype)
+        self.psi_size = psi_size
+        psi = torch.full((1, channels, psi_size, psi_size), float(psi_init), device=device, dtype=dtype)
+        if psi_init_std > 0:
+            psi = psi + psi_init_std * torch.randn_like(psi)
+        self.psi = nn.Parameter(psi)  # (1, C, k, k), learned, shared by all samples
+        with torch.no_grad():
+            v = self.attention_vector()
+        if tuple(v.shape) != (1, channels, 1, 1) or not torch.isfinite(v).all():
+            raise ValueError(
+                f"ASR({self.attn_name}): the gate on ψ must be a finite (1, {channels}, 1, 1) tensor, got shape "
+                f"{tuple(v.shape)}; this module does not work on a constant input"
+            )
+
+    def attention_vector(self) -> torch.Tensor:
+        """``v = T.gate(ψ)``, shape ``(1, C, 1, 1)``; T runs once on a batch of one."""
+        return channel_gate(self.attn, self.psi)
+
+    def _frozen_vector(self) -> torch.Tensor:
+        """``v`` computed without autograd or autocast and with ``T`` in eval mode (mode restored)."""
+        was = self.attn.training
+        self.attn.eval()
+        try:
+            with torch.no_grad(), torch.autocast(self.psi.device.type, enabled=False):
+                return self.attention_vector().to(self.psi.dtype)
+        finally:
+            self.attn.train(was)
+
+    def _hidden(self) -> str:
+        rd = getattr(self.attn, "rd_channels", None)
+        return f", rd_channels={rd}" if rd is not None else ""
+
+
+class ASRBatchNorm2d(_ASRBase):
+    """BatchNorm2d whose output is scaled by a learned constant attention vector (ASR).
+
+    A **norm layer, not a gate**: it replaces the residual branch's last BN (registry kind
+    ``"bn_wrapper"``, built by the backbones through ``last_norm_layer``). It computes
+    ``y = BN(z) ⊙ v`` with ``v = T.gate(ψ)``, and with ``use_both`` additionally applies an ordinary
+    input-dependent gate to that output, ``y' = y ⊙ G(y)`` (the paper's "use both" variant).
+
+    Args:
+        num_features: channels ``C``.
+        attn_layer: the attention module ``T`` (registry name or class), default ``"se"``.
+        attn_kwargs: ``T``'s constructor arguments (``create_attn`` semantics: T's own ``paper_kwargs``
+            are not applied; the ``"asr"`` registry entry supplies SE's paper widths itself).
+        psi_init: the constant ψ is initialised to (0.1, as the official code).
+        psi_size: spatial size ``k`` of ψ ``(1, C, k, k)``; ``k >= 2`` for modules with spatial statistics.
+        psi_init_std: optional N(0, std²) noise added to ψ at init (default 0).
+        eps, momentum: the BN's.
+        use_both: name of an ordinary gate applied after the ASR-BN (e.g. ``"se"``), or None.
+        use_both_kwargs: its kwargs; default: that module's registry ``paper_kwargs``.
+        device, dtype: factory kwargs.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, H, W)``.
+
+    Raises:
+        ValueError: ``T`` is unsupported on a constant input (spatial/stateful/not a gate, e.g. ``sge``),
+            needs ``psi_size >= 2`` (``srm``), or contains a BN it cannot replace.
+
+    Reference:
+        Stripe Observation Guided Inference Cost-free Attention Mechanism, arXiv:2304.06345,
+        https://github.com/zhongshsh/ASR (``models/asr.py``).
+
+    Deviations:
+        - No second ("fused") BN is held during training: the official wrapper registers it as parameters
+          (its count 1,953,580 vs 1,937,452 here). Deployment is an explicit :meth:`fuse` /
+          :func:`attnkit.reparameterize_model` returning a copy, not a mode flag; running statistics are
+          copied, not aliased.
+        - BN layers inside ``T`` (e.g. RAS's) become :class:`AffineChannel` with γ, β copied (a batch of
+          one cannot be normalised); modules accepting ``norm_layer`` get it directly.
+        - ASR support is checked per module (:data:`ASR_SUPPORT`); CBAM uses its channel gate only.
+        - Basic blocks are supported (ASR wraps ``bn2``); the official code attaches only to bottlenecks.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        attn_layer: str | type = "se",
+        attn_kwargs: dict[str, Any] | None = None,
+        psi_init: float = 0.1,
+        psi_size: int = 1,
+        psi_init_std: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        use_both: str | type | None = None,
+        use_both_kwargs: dict[str, Any] | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.num_features = num_features
+        self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, device=device, dtype=dtype)
+        self._init_asr(num_features, attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype)
+        self.post: nn.Module | None = None
+        if use_both is not None:
+            entry = resolve_attn(use_both)
+            if entry.kind != "gate":
+                raise ValueError(f"use_both must name a gate module, got {entry.name!r} (kind {entry.kind!r})")
+            kw = dict(entry.paper_kwargs if use_both_kwargs is None else use_both_kwargs)
+            self.post = entry.cls(num_features, **kw, device=device, dtype=dtype)
+
+    # the BN's affine parameters, so that e.g. ``zero_init_residual`` can reach them
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.bn.weight
+
+    @property
+    def bias(self) -> nn.Parameter:
+        return self.bn.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(x) * self.attention_vector()  # (N, C, H, W) * (1, C, 1, 1)
+        return y if self.post is None else self.post(y)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The constant gate broadcast over the batch, ``(N, C, 1, 1)`` (for the stripe tools)."""
+        return self.attention_vector().expand(x.shape[0], -1, -1, -1)
+
+    def fuse(self) -> nn.Module:
+        """Deploy form, rule (a): ``nn.BatchNorm2d`` with ``γ' = v·γ``, ``β' = v·β``, statistics copied.
+
+        Returns:
+            ``nn.BatchNorm2d`` (exact in train and eval mode), or :class:`BatchNormThenGate` (BN, then a
+            copy of the ``use_both`` gate). New tensors: nothing is shared with this module.
+        """
+        v = self._frozen_vector().reshape(-1)  # (C,)
+        src = self.bn
+        bn = nn.BatchNorm2d(self.num_features, eps=src.eps, momentum=src.momentum,
+                            device=src.weight.device, dtype=src.weight.dtype)
+        with torch.no_grad():
+            bn.weight.copy_(v * src.weight)
+            bn.bias.copy_(v * src.bias)
+            bn.running_mean.copy_(src.running_mean)
+            bn.running_var.copy_(src.running_var)
+            bn.num_batches_tracked.copy_(src.num_batches_tracked)
+        bn.weight.requires_grad_(src.weight.requires_grad)
+        bn.bias.requires_grad_(src.bias.requires_grad)
+        bn.train(self.training)
+        if self.post is None:
+            return bn
+        return BatchNormThenGate(bn, copy.deepcopy(self.post))
+
+    def extra_repr(self) -> str:
+        both = f", use_both={type(self.post).__name__}" if self.post is not None else ""
+        return f"num_features={self.num_features}, attn_layer={self.attn_name}, psi_size={self.psi_size}{self._hidden()}{both}"
+
+
+class ASRGate(_ASRBase):
+    """ASR without a BN: ``y = x ⊙ T.gate(ψ)``, for timm's ``attn_layer`` slot and custom models.
+
+    Args:
+        channels: ``C``.
+        attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype: as
+            :class:`ASRBatchNorm2d`.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, H, W)``.
+
+    Raises:
+        ValueError: as :class:`ASRBatchNorm2d`.
+
+    Reference:
+        arXiv:2304.06345, https://github.com/zhongshsh/ASR
+
+    Deviations:
+        Not in the official code (which always wraps a BN). :meth:`fuse` gives a :class:`ChannelScale`,
+        which :func:`attnkit.reparameterize_model` folds into a directly preceding BN or conv.
+    """
+
+    def __init__(self, channels: int, attn_layer: str | type = "se", attn_kwargs: dict[str, Any] | None = None,
+                 psi_init: float = 0.1, psi_size: int = 1, psi_init_std: float = 0.0, device=None, dtype=None):
+        super().__init__()
+        self.channels = channels
+        self._init_asr(channels, attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention_vector()  # (N, C, H, W)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The constant gate broadcast over the batch, ``(N, C, 1, 1)``."""
+        return self.attention_vector().expand(x.shape[0], -1, -1, -1)
+
+    def fuse(self) -> ChannelScale:
+        """Deploy form: :class:`ChannelScale` holding ``v`` (exact)."""
+        return ChannelScale(self._frozen_vector())
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, attn_layer={self.attn_name}, psi_size={self.psi_size}{self._hidden()}"
+
+
+def asr_norm_layer(attn_layer: str | type = "se", **kwargs: Any) -> Callable[[int], ASRBatchNorm2d]:
+    """A ``last_norm_layer`` constructor for ASR with ``T = attn_layer`` and T's paper widths.
+
+    ``create_model("resnet164", attn="se", last_norm_layer=asr_norm_layer("se"))`` is the paper's
+    "use both" network (ASR(SE) on ``bn3`` plus an ordinary SE after it).
+
+    Args:
+        attn_layer: T's registry name or class.
+        **kwargs: :class:`ASRBatchNorm2d` arguments; ``attn_kwargs`` is merged over T's ``paper_kwargs``.
+
+    Returns:
+        ``functools.partial(ASRBatchNorm2d, ...)`` taking ``num_features``.
+    """
+    paper = dict(resolve_attn(attn_layer).paper_kwargs)
+    kwargs["attn_kwargs"] = {**paper, **dict(kwargs.get("attn_kwargs") or {})}
+    return functools.partial(ASRBatchNorm2d, attn_layer=attn_layer, **kwargs)
+
+
+_TITLE = "Stripe Observation Guided Inference Cost-free Attention Mechanism"
+_CODE = "https://github.com/zhongshsh/ASR"
+register_attn(
+    "asr",
+    ASRBatchNorm2d,
+    kind="bn_wrapper",
+    title=_TITLE,
+    arxiv="2304.06345",
+    code=_CODE,
+    paper_kwargs={"attn_layer": "se", "attn_kwargs": dict(get_attn("se").paper_kwargs)},
+)
+register_attn(
+    "asr_se",
+    ASRBatchNorm2d,
+    kind="bn_wrapper",
+    title=_TITLE + " (use-both: ASR(SE) + SE)",
+    arxiv="2304.06345",
+    code=_CODE,
+    paper_kwargs={"attn_layer": "se", "attn_kwargs": dict(get_attn("se").paper_kwargs), "use_both": "se"},
+    aliases=("asr+se",),
+)
