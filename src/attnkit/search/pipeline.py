@@ -1,0 +1,322 @@
+"""The three EAN phases end to end (supernet → search → retrain from scratch), resumable, with logs
+and plots in one run folder. ``attnkit search`` is a thin wrapper around :func:`run_pipeline`.
+
+Run folder::
+
+    config.json                  the resolved PipelineConfig
+    supernet.pt                  supernet checkpoint (atomic, per epoch; resumed from)
+    supernet_log.jsonl           per epoch: train loss/top-1, held-out top-1 of the full and empty scheme
+    search_state.pt              EANSearch state (atomic, every ``checkpoint_every`` steps; resumed from)
+    search_log.csv               per step: loss, baseline, reward, scheme, accuracy, sparsity, bonus, ...
+    search_samples.csv / .jsonl  every evaluated scheme with its accuracy and reward
+    result.json                  mode / best / last scheme and the selected one
+    scheme.txt                   the selected scheme, canonical string (``--scheme "$(cat scheme.txt)"``)
+    search_reward.png            reward over search steps
+    accuracy_vs_connected.png    held-out accuracy of every evaluated scheme vs number of connected blocks
+    retrain/                     the ``attnkit.train`` run of the found scheme from scratch (optional)
+
+Reference:
+    EAN, arXiv:2011.14058, github.com/gbup-group/EAN-efficient-attention-network.
+
+Deviations:
+    See :mod:`attnkit.search`; the held-out split follows the official rule (first k images per class of
+    the training set, evaluated with the test-time transform).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .ean import EANSearch, SearchConfig, SearchResult
+from .scheme import ConnectionScheme
+from .supernet import HoldoutEvaluator, holdout_split, train_supernet
+
+__all__ = ["PipelineConfig", "build_search_data", "run_pipeline", "plot_search", "retrain"]
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of :func:`run_pipeline`.
+
+    Model: ``model``, ``attn``, ``attn_kwargs`` (one dict or one per stage), ``sharing`` (``"stage"``, EAN;
+    ``"block"`` is LTH4SA's per-block variant), ``model_kwargs``.
+    Data: ``dataset`` (an :func:`attnkit.data.build` name), ``data_dir``, ``train_subset`` (stratified
+    subset of the training set before the hold-out split), ``holdout_per_class`` (first k per class),
+    ``batch_size``, ``eval_batch_size``.
+    Supernet: ``supernet_epochs``, ``supernet_lr``, ``momentum``, ``weight_decay``, ``supernet_schedule``
+    (``constant``, official, or ``cosine``), ``supernet_p``, ``max_batches`` (per epoch, smoke runs).
+    Search: ``search`` (a :class:`SearchConfig`), ``checkpoint_every`` (steps), ``extra_schemes`` (scheme
+    strings or official names also scored on the frozen supernet, e.g. ``["full", "none"]``).
+    Retrain: ``retrain_epochs`` (0 skips), ``retrain_lr``, ``retrain_scheduler``, ``retrain_milestones``,
+    ``test_subset``, ``retrain_overrides`` (extra :class:`attnkit.train.TrainConfig` fields).
+    Misc: ``seed``, ``out`` (run folder), ``device``, ``progress``.
+    """
+
+    model: str = "resnet20"
+    attn: str = "se"
+    attn_kwargs: Any = None
+    sharing: str = "stage"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    holdout_per_class: int = 500
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    supernet_epochs: int = 55
+    supernet_lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    supernet_schedule: str = "constant"
+    supernet_p: float = 0.5
+    max_batches: int | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)
+    checkpoint_every: int = 10
+    extra_schemes: list[str] = field(default_factory=list)
+    retrain_epochs: int = 0
+    retrain_lr: float = 0.1
+    retrain_scheduler: str = "cosine"
+    retrain_milestones: list[int] = field(default_factory=list)
+    retrain_overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    out: str = "runs/search"
+    device: str = "cpu"
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (``search`` nested)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"unknown PipelineConfig field(s) {bad}")
+        d = dict(d)
+        if isinstance(d.get("search"), dict):
+            d["search"] = SearchConfig.from_dict(d["search"])
+        return cls(**d)
+
+
+def build_search_data(cfg: PipelineConfig):
+    """Build the supernet training split and the held-out split from ``attnkit.data.build``.
+
+    Returns:
+        ``(bundle, train_ds, holdout_ds)``: the :class:`attnkit.data.DataBundle`, the training images
+        minus the held-out ones (training augmentation), and the held-out images (test-time transform).
+
+    Raises:
+        ValueError: a class with ``<= holdout_per_class`` images.
+    """
+    from ..data import TensorAugment, TensorImageDataset, build
+
+    bundle = build(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_subset, seed=cfg.seed,
+                   **({"test_subset": cfg.test_subset} if cfg.test_subset else {}))
+    tr = bundle.train
+    train_idx, hold_idx = holdout_split(tr.targets, cfg.holdout_per_class)
+    ti, hi = torch.tensor(train_idx), torch.tensor(hold_idx)
+    train_ds = TensorImageDataset(tr.images[ti], tr.labels[ti], transform=tr.transform)
+    hold_ds = TensorImageDataset(tr.images[hi], tr.labels[hi], transform=TensorAugment(bundle.mean, bundle.std,
+                                                                                       augment=False))
+    return bundle, train_ds, hold_ds
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str = "") -> list[Path]:
+    """Write ``search_reward.png`` (raw reward of every sample, step mean, baseline) and
+    ``accuracy_vs_connected.png`` (held-out accuracy vs number of connected blocks, with the selected
+    scheme marked) into ``run_dir``. Returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = Path(run_dir)
+    paths = []
+    if not result.history:
+        return paths
+    steps = [r.step for r in result.history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter([s.step for s in result.samples], [s.reward for s in result.samples], s=6, alpha=0.35,
+               label="sampled schemes (raw reward)")
+    ax.plot(steps, [sum(r.rewards) / len(r.rewards) for r in result.history], lw=1.2, label="step mean")
+    ax.plot(steps, [r.baseline for r in result.history], lw=1.2, ls="--", label="baseline (incl. RND bonus)")
+    ax.set_xlabel("search step")
+    ax.set_ylabel("reward = acc + λ·sparsity − c")
+    ax.set_title(title or "EAN search: reward over steps")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = d / "search_reward.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+
+    uniq: dict[str, tuple[int, float]] = {}
+    for s in result.samples:
+        uniq[s.scheme] = (s.num_connected, s.accuracy)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs, ys = zip(*uniq.values())
+    ax.scatter(xs, ys, s=10, alpha=0.5, label=f"evaluated schemes ({len(uniq)} distinct)")
+    sel = str(result.scheme)
+    if sel in uniq:
+        ax.scatter([uniq[sel][0]], [uniq[sel][1]], marker="*", s=160, c="red", label=f"selected {sel}")
+    ax.set_xlabel("connected blocks")
+    ax.set_ylabel("held-out top-1 of the frozen supernet (%)")
+    ax.set_title(title or "accuracy vs number of connected blocks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = d / "accuracy_vs_connected.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+def retrain(cfg: PipelineConfig, scheme: ConnectionScheme | str, run_dir: str | os.PathLike) -> Any:
+    """Train ``cfg.model`` with ``scheme`` from scratch through ``attnkit.train.fit`` (EAN step 3).
+
+    The supernet weights are discarded. Data: the whole training set (``train_subset`` as for the
+    search), evaluated on the test split. Returns whatever ``attnkit.train.fit`` returns.
+    """
+    from ..train import TrainConfig, fit
+
+    tc = TrainConfig(model=cfg.model, attn=cfg.attn, attn_kwargs=cfg.attn_kwargs or {}, sharing=cfg.sharing,
+                     scheme=str(scheme), model_kwargs=dict(cfg.model_kwargs), dataset=cfg.dataset,
+                     data_dir=cfg.data_dir or "data", train_subset=cfg.train_subset, test_subset=cfg.test_subset,
+                     epochs=cfg.retrain_epochs, batch_size=cfg.batch_size, lr=cfg.retrain_lr,
+                     momentum=cfg.momentum, weight_decay=cfg.weight_decay, scheduler=cfg.retrain_scheduler,
+                     milestones=list(cfg.retrain_milestones), seed=cfg.seed, out_dir=str(Path(run_dir).parent),
+                     run_name=Path(run_dir).name, resume="auto", workers=0, accelerator="cpu"
+                     if cfg.device == "cpu" else "auto", progress="lines" if cfg.progress else "none",
+                     **cfg.retrain_overrides)
+    return fit(tc)
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """Run (or resume) supernet training, the controller search and, if ``retrain_epochs > 0``, the
+    retraining of the found scheme, writing everything into ``cfg.out``.
+
+    Returns:
+        A summary dict: the selected scheme and its mode/best/last alternatives, timings per phase,
+        supernet held-out accuracies, and the retrain result if any.
+
+    Raises:
+        ValueError: bad settings (unknown model/attention/dataset, a scheme that does not fit, a config
+            that differs from the one saved in an existing run folder in a model/data field).
+    """
+    from torch.utils.data import DataLoader
+
+    from ..models import create_model
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        keys = ("model", "attn", "attn_kwargs", "sharing", "model_kwargs", "dataset", "train_subset",
+                "holdout_per_class", "seed")
+        diff = [k for k in keys if old.get(k) != json.loads(json.dumps(cfg.to_dict()))[k]]
+        if diff:
+            raise ValueError(f"run folder {out} holds a search with different {diff}; use another --out")
+    _atomic_write(cfg_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    log = print if cfg.progress else (lambda *a, **k: None)
+    summary: dict[str, Any] = {"out": str(out)}
+
+    torch.manual_seed(cfg.seed)
+    bundle, train_ds, hold_ds = build_search_data(cfg)
+    g = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True)
+    hold_loader = DataLoader(hold_ds, batch_size=cfg.eval_batch_size, shuffle=False)
+    log(f"[search] {bundle.name}: supernet train {len(train_ds)} images, held-out {len(hold_ds)} "
+        f"({cfg.holdout_per_class}/class), {bundle.num_classes} classes, in_chans {bundle.in_chans}")
+    model = create_model(cfg.model, num_classes=bundle.num_classes, in_chans=bundle.in_chans, attn=cfg.attn,
+                         attn_kwargs=cfg.attn_kwargs, sharing=cfg.sharing, **cfg.model_kwargs)
+    bps = model.blocks_per_stage
+
+    # ---- phase 1: supernet
+    t0 = time.time()
+    train_supernet(model, train_loader, epochs=cfg.supernet_epochs, lr=cfg.supernet_lr, momentum=cfg.momentum,
+                   weight_decay=cfg.weight_decay, lr_schedule=cfg.supernet_schedule, p=cfg.supernet_p,
+                   seed=cfg.seed, run_dir=out, holdout_loader=hold_loader, device=cfg.device,
+                   max_batches=cfg.max_batches, progress=cfg.progress)
+    summary["supernet_seconds"] = round(time.time() - t0, 1)
+
+    # ---- phase 2: search on the frozen supernet
+    t0 = time.time()
+    evaluator = HoldoutEvaluator(model, hold_loader, device=cfg.device, cache=True)
+    for name in ("full", "empty"):
+        summary[f"supernet_holdout_top1_{name}"] = evaluator(name)
+    search = EANSearch(evaluator, bps, cfg.search)
+    state_path = out / "search_state.pt"
+    if state_path.exists():
+        search.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
+        log(f"[search] resumed controller at step {search.t}/{cfg.search.steps}")
+
+    def save_state() -> None:
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save(search.state_dict(), tmp)
+        os.replace(tmp, state_path)
+
+    def callback(s: EANSearch, rec) -> None:
+        if (rec.step + 1) % max(cfg.checkpoint_every, 1) == 0 or s.t == cfg.search.steps:
+            save_state()
+            s.result().save(out)
+        if cfg.progress and (rec.step % 10 == 0 or s.t == cfg.search.steps):
+            log(f"[search] step {rec.step + 1}/{cfg.search.steps} scheme {rec.scheme} acc {rec.accuracy:.2f} "
+                f"reward {rec.reward:.3f} baseline {rec.baseline:.3f} bonus {rec.rnd_bonus:.3f} "
+                f"p(action) {rec.mean_action_prob:.3f} distinct evals {evaluator.num_evaluations}")
+
+    result = search.run(callback=callback)
+    save_state()
+    result.save(out)
+    _atomic_write(out / "scheme.txt", str(result.scheme) + "\n")
+    plot_search(result, out, title=f"EAN search: {cfg.model} + shared {cfg.attn} on {bundle.name}")
+    summary["search_seconds"] = round(time.time() - t0, 1)
+    summary.update(result.summary())
+    summary["holdout_top1_selected"] = evaluator(result.scheme)
+    summary["distinct_evaluations"] = evaluator.num_evaluations
+    summary["extra_schemes"] = {}
+    for name in cfg.extra_schemes:
+        s = ConnectionScheme.coerce(name, bps)
+        summary["extra_schemes"][name] = {"scheme": str(s), "holdout_top1": evaluator(s)}
+    log(f"[search] selected ({cfg.search.select}) scheme={result.scheme} "
+        f"({result.scheme.num_connected}/{result.scheme.num_blocks} connected); mode {result.mode_scheme}, "
+        f"best {result.best_scheme}")
+
+    # ---- phase 3: retrain from scratch
+    if cfg.retrain_epochs > 0:
+        t0 = time.time()
+        summary["retrain"] = _jsonable(retrain(cfg, result.scheme, out / "retrain"))
+        summary["retrain_seconds"] = round(time.time() - t0, 1)
+    _atomic_write(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    return summary
+
+
+def _jsonable(x: Any) -> Any:
+    try:
+        json.dumps(x)
+        return x
+    except TypeError:
+        if isinstance(x, dict):
+            return {str(k): _jsonable(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [_jsonable(v) for v in x]
+        if hasattr(x, "__dict__"):
+            return _jsonable({k: v for k, v in vars(x).items() if not k.startswith("_")})
+        return str(x)
+
