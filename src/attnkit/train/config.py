@@ -1,0 +1,327 @@
+"""``TrainConfig``: every setting of a training run, its presets (recipes) and its CLI flags.
+
+Precedence, lowest first (measurement spec §4.8): dataclass defaults < ``--recipe NAME`` (a YAML preset
+shipped in ``attnkit/recipes/``) < ``-c/--config FILE.yaml`` < explicit CLI flags. The resolved config is
+saved as ``config.yaml`` in the run folder, and ``attnkit train -c runs/x/config.yaml`` reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainConfig", "MODEL_FIELDS", "list_recipes", "load_recipe", "config_from_dict", "load_config",
+           "save_config", "add_config_arguments", "resolve_config", "config_diff"]
+
+#: Fields whose change makes a checkpoint incompatible (resume raises ``ValueError``).
+MODEL_FIELDS = ("model", "attn", "attn_kwargs", "sharing", "scheme", "num_classes", "model_kwargs")
+
+
+@dataclass
+class TrainConfig:
+    """All settings of one training run. Defaults equal the ``cifar-group`` preset where one applies.
+
+    Model: ``model`` (a :func:`attnkit.list_models` name), ``num_classes`` (None: from the dataset),
+    ``attn``, ``attn_kwargs``, ``sharing`` (None: the module's default, ``block`` for gates), ``scheme`` (see :func:`attnkit.create_model`) and
+    ``model_kwargs`` (family options such as ``shortcut``).
+
+    Data: ``dataset`` (:func:`attnkit.data.list_datasets`), ``data_dir``, ``download`` (allow torchvision to
+    download; never implicit), ``val_split`` (held-out training images; 0 = the papers' protocol, selection
+    on the test set), ``train_subset`` / ``test_subset`` (seeded stratified subsets for quick runs),
+    ``augment``, ``workers``, ``drop_last``.
+
+    Optimisation: ``epochs``, ``batch_size`` (**global**, split over processes), ``eval_batch_size``
+    (global), SGD ``lr``/``momentum``/``nesterov``/``weight_decay``, ``wd_mode`` (``all`` |
+    ``no_norm_bias`` | ``module_hints``), ``scheduler`` (``step``: MultiStepLR stepped after each epoch;
+    ``cosine``: per iteration to 0; ``constant``), ``milestones``, ``gamma``, ``warmup_epochs`` (linear,
+    per iteration), ``label_smoothing``, ``grad_clip`` (max global grad norm, None = off).
+
+    Engine: ``seed``, ``deterministic`` (``torch.use_deterministic_algorithms``), ``precision``
+    (``32-true`` | ``bf16-mixed`` | ``16-mixed`` | ``bf16-true`` | ``16-true`` | ``64-true``),
+    ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``sync_bn``, ``find_unused_parameters``,
+    ``channels_last``, ``compile`` (a ``torch.compile`` mode or None).
+
+    Output: ``out_dir``, ``run_name`` (default ``<dataset>-<model>[-<attn>]-s<seed>``), ``resume``
+    (``auto`` | a checkpoint path | None), ``log_interval`` (steps), ``progress`` (``auto`` | ``bar`` |
+    ``lines`` | ``none``), ``tensorboard``, ``eval_every`` (epochs), ``eval_reparam`` (evaluate
+    ``attnkit.reparam.reparameterize_model(model)`` instead of the raw model), ``recipe`` (the preset name
+    this config started from, informational).
+    """
+
+    model: str = "resnet164"
+    num_classes: int | None = None
+    attn: str | None = None
+    attn_kwargs: dict[str, Any] = field(default_factory=dict)
+    sharing: str | None = None
+    scheme: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "cifar100"
+    data_dir: str = "data"
+    download: bool = False
+    val_split: int = 0
+    train_subset: int | None = None
+    test_subset: int | None = None
+    augment: bool = True
+    epochs: int = 164
+    batch_size: int = 128
+    eval_batch_size: int = 100
+    drop_last: bool = False
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    wd_mode: str = "all"
+    scheduler: str = "step"
+    milestones: list[int] = field(default_factory=lambda: [81, 122])
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    deterministic: bool = False
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    sync_bn: bool = False
+    find_unused_parameters: bool = False
+    channels_last: bool = False
+    compile: str | None = None
+    workers: int = 2
+    out_dir: str = "runs"
+    run_name: str | None = None
+    resume: str | None = None
+    log_interval: int = 50
+    progress: str = "auto"
+    tensorboard: bool = False
+    eval_every: int = 1
+    eval_reparam: bool = False
+    recipe: str | None = None
+
+    def __post_init__(self) -> None:
+        choices = {"wd_mode": ("all", "no_norm_bias", "module_hints"),
+                   "scheduler": ("step", "cosine", "constant"),
+                   "progress": ("auto", "bar", "lines", "none")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "devices", "num_nodes", "eval_every",
+                     "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0 or self.val_split < 0 or self.warmup_epochs < 0:
+            raise ValueError("workers, val_split and warmup_epochs must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict of every field (what checkpoints and ``config.yaml`` store)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def resolved_run_name(self) -> str:
+        """``run_name`` or the default ``<dataset>-<model>[-<attn>]-s<seed>``."""
+        if self.run_name:
+            return self.run_name
+        return "-".join([self.dataset, self.model] + ([self.attn] if self.attn else []) + [f"s{self.seed}"])
+
+    @property
+    def run_dir(self) -> Path:
+        """``out_dir / resolved_run_name``."""
+        return Path(self.out_dir) / self.resolved_run_name
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _unwrap_optional(tp) -> tuple[Any, bool]:
+    """(inner type, is_optional) for ``X | None``."""
+    args = typing.get_args(tp)
+    if (typing.get_origin(tp) in (typing.Union, types.UnionType)) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _coerce(name: str, tp, value: Any) -> Any:
+    """Check/convert one value against the field's type; errors name the field."""
+    inner, optional = _unwrap_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise TypeError(f"config field {name!r} may not be None")
+    origin = typing.get_origin(inner)
+    try:
+        if inner is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if inner is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if inner is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if inner is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+        if origin is list:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            (et,) = typing.get_args(inner)
+            return [_coerce(name, et, v) for v in value]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"config field {name!r} expects {tp}, got {value!r} ({type(value).__name__})") from None
+    return value
+
+
+def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A ``TrainConfig`` equal to ``base`` (default: the dataclass defaults) updated with ``d``.
+
+    Raises:
+        ValueError: unknown keys (the message lists the valid keys) or invalid choices.
+        TypeError: a value of the wrong type (the message names the field).
+    """
+    hints = _hints()
+    unknown = sorted(set(d) - set(hints))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; valid keys: {', '.join(hints)}")
+    cur = (base or TrainConfig()).to_dict()
+    for k, v in d.items():
+        cur[k] = _coerce(k, hints[k], v)
+    return TrainConfig(**cur)
+
+
+def list_recipes() -> list[str]:
+    """Names of the presets shipped in ``attnkit/recipes/``."""
+    root = resources.files("attnkit") / "recipes"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """The raw dict of a shipped preset.
+
+    Raises:
+        ValueError: unknown preset (the message lists the shipped ones).
+    """
+    path = resources.files("attnkit") / "recipes" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown recipe {name!r}; shipped recipes: {', '.join(list_recipes())}")
+    d = yaml.safe_load(path.read_text()) or {}
+    d.setdefault("recipe", name)
+    return d
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    d = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {p} must hold a mapping of field: value")
+    return d
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Load a YAML config (e.g. a run's ``config.yaml``), applying its ``recipe`` first if it names one."""
+    d = _read_yaml(path)
+    base = config_from_dict(load_recipe(d["recipe"])) if d.get("recipe") else None
+    return config_from_dict(d, base)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write every field of ``config`` as YAML (atomic)."""
+    import os
+
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, p)
+
+
+def _kv(s: str) -> tuple[str, Any]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {s!r}")
+    k, v = s.split("=", 1)
+    try:
+        return k, ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return k, v
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--recipe``, ``-c/--config`` and one flag per ``TrainConfig`` field.
+
+    ``field_name`` becomes ``--field-name``; booleans ``--x/--no-x``; lists take ``nargs``; dict fields take
+    ``key=value`` pairs parsed with ``ast.literal_eval``; optional fields accept ``none``. Defaults are
+    suppressed, so only explicitly given flags override the recipe and YAML layers.
+    """
+    parser.add_argument("--recipe", default=argparse.SUPPRESS, help=f"preset: {', '.join(list_recipes())}")
+    parser.add_argument("-c", "--config", default=argparse.SUPPRESS, help="YAML file of config fields")
+    defaults = TrainConfig().to_dict()
+    for name, tp in _hints().items():
+        if name == "recipe":
+            continue
+        flag = "--" + name.replace("_", "-")
+        inner, optional = _unwrap_optional(tp)
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
+                              "help": f"(default {defaults[name]!r})"}
+        origin = typing.get_origin(inner)
+        if inner is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif origin is list:
+            (et,) = typing.get_args(inner)
+            parser.add_argument(flag, nargs="*", type=et, **kw)
+        elif origin is dict:
+            parser.add_argument(flag, nargs="*", type=_kv, metavar="KEY=VALUE", **kw)
+        else:
+            parser.add_argument(flag, type=str if optional else inner, **kw)
+
+
+def resolve_config(args: argparse.Namespace | dict[str, Any]) -> TrainConfig:
+    """Resolve parsed CLI arguments into a ``TrainConfig``: defaults < recipe < ``-c`` YAML < flags.
+
+    The recipe is the ``--recipe`` flag, else the ``recipe`` named in the YAML file.
+
+    Raises:
+        ValueError, TypeError: as :func:`config_from_dict`.
+    """
+    given = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    recipe = given.pop("recipe", None)
+    cfg_path = given.pop("config", None)
+    ydict = _read_yaml(cfg_path) if cfg_path else {}
+    recipe = recipe or ydict.get("recipe")
+    cfg = TrainConfig()
+    if recipe:
+        cfg = config_from_dict(load_recipe(recipe), cfg)
+    if ydict:
+        cfg = config_from_dict({**ydict, **({"recipe": recipe} if recipe else {})}, cfg)
+    hints = _hints()
+    flags = {k: (dict(v) if typing.get_origin(_unwrap_optional(hints[k])[0]) is dict else v)
+             for k, v in given.items() if k in hints}
+    return config_from_dict(flags, cfg)
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields whose values differ between two config dicts: ``{field: (a_value, b_value)}``."""
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

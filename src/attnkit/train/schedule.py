@@ -1,0 +1,93 @@
+"""SGD parameter groups (``wd_mode``) and lr schedules with the papers' start-of-epoch semantics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["param_groups", "build_optimizer", "build_scheduler", "scheduler_interval"]
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def param_groups(model: nn.Module, weight_decay: float, wd_mode: str = "all") -> list[dict]:
+    """Split parameters into decayed / not-decayed groups.
+
+    Args:
+        model: the (unwrapped) model.
+        weight_decay: the decay of the decayed group.
+        wd_mode: ``all`` (the papers: every parameter, BN and attention included), ``no_norm_bias``
+            (norm parameters and biases excluded), ``module_hints`` (also parameters a module lists in
+            ``no_weight_decay()``, as names relative to that module).
+
+    Returns:
+        One or two param-group dicts for ``torch.optim.SGD``.
+
+    Raises:
+        ValueError: unknown ``wd_mode``.
+    """
+    if wd_mode == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    if wd_mode not in ("no_norm_bias", "module_hints"):
+        raise ValueError(f"wd_mode must be 'all', 'no_norm_bias' or 'module_hints', got {wd_mode!r}")
+    skip: set[int] = set()
+    for m in model.modules():
+        for pname, p in m.named_parameters(recurse=False):
+            if isinstance(m, _NORMS) or pname == "bias":
+                skip.add(id(p))
+        if wd_mode == "module_hints" and callable(getattr(m, "no_weight_decay", None)):
+            names = set(m.no_weight_decay())
+            for pname, p in m.named_parameters():
+                if pname in names:
+                    skip.add(id(p))
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if id(p) not in skip], "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
+    """SGD with ``config.lr``, ``momentum``, ``nesterov`` and the ``wd_mode`` groups."""
+    return torch.optim.SGD(param_groups(model, config.weight_decay, config.wd_mode), lr=config.lr,
+                           momentum=config.momentum, nesterov=config.nesterov)
+
+
+def scheduler_interval(config) -> str:
+    """``"epoch"`` (MultiStepLR / constant, stepped after each epoch) or ``"step"`` (cosine or warm-up)."""
+    return "step" if (config.scheduler == "cosine" or config.warmup_epochs > 0) else "epoch"
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config, steps_per_epoch: int):
+    """The lr schedule of ``config``.
+
+    - ``step`` without warm-up: ``MultiStepLR(milestones, gamma)`` stepped once **after** each epoch, so
+      0-indexed epoch e runs at ``lr·gamma^(#milestones <= e)`` (lr ×0.1 at the *start* of epochs 81 and
+      122 in ``cifar-group``).
+    - ``cosine``: per iteration, ``0.5·(1 + cos(pi·t/T))`` from ``lr`` to 0 over the post-warm-up steps.
+    - ``warmup_epochs > 0``: linear warm-up per iteration from ``lr/steps`` to ``lr``, then the schedule
+      (step decay evaluated at the epoch of the iteration).
+    - ``constant``: a MultiStepLR without milestones.
+
+    Returns:
+        A scheduler with ``state_dict``; see :func:`scheduler_interval` for when to call ``step()``.
+    """
+    if scheduler_interval(config) == "epoch":
+        ms = config.milestones if config.scheduler == "step" else []
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(ms), gamma=config.gamma)
+    spe = max(1, int(steps_per_epoch))
+    warm = config.warmup_epochs * spe
+    total = config.epochs * spe
+    milestones, gamma, kind = sorted(config.milestones), config.gamma, config.scheduler
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if kind == "cosine":
+            t, t_max = step - warm, max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(t, t_max) / t_max))
+        if kind == "step":
+            return gamma ** sum(step // spe >= m for m in milestones)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
