@@ -1,0 +1,289 @@
+"""Training of learned correctors on one-step residuals, with rollout validation and resumable checkpoints.
+
+Reference:
+    NeurVec official training (github.com/dedekinds/NeurVec, ``train_poly_segments.py``): one-step pairs
+    (T_train = 2), MSE on ``Psi_h(u_s) + N(u_s) - u_{s+1}``, Adam(1e-3, betas (0.9, 0.999), eps 1e-8),
+    cosine learning rate updated every iteration.
+
+Deviations:
+    Loss in per-component standardised target units (``loss_scale`` 1) unless the corrector uses
+    ``normalize="none"`` (official form; use ``loss_scale=1e6`` on the pendulum). Validation is a rollout
+    over the full horizon (and the first 100 steps) excluding t = 0, not the official 10 steps including
+    t = 0; the best checkpoint is selected on it and the final one is always written. Multi-step
+    unrolled training (``unroll > 1``) is not implemented.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ._odeint import odeint
+from ._solvers import get_solver
+from .attns import AttNSRecon
+from .corrected import CorrectedSolver, LinearCorrector, StepContext, ZeroCorrector
+from .metrics import blowup_rate, trajectory_mse
+from .neurvec import NeurVec, RationalActivation
+from .systems import ODESystem, create_system
+
+__all__ = ["build_corrector", "train_corrector", "TrainResult", "rollout", "load_checkpoint",
+           "CORRECTORS"]
+
+CORRECTORS = ("neurvec", "attns", "attns_m", "linear", "zero")
+
+
+def build_corrector(kind: str, dim: int, *, hidden: int = 1024, dtype: torch.dtype = torch.float32,
+                    **kwargs) -> nn.Module:
+    """Build a corrector by name: ``neurvec``, ``attns`` (additive), ``attns_m`` (multiplicative),
+    ``linear`` or ``zero``. Extra keyword arguments go to the class. The config is kept on the module
+    (``attnkit_config``) so that checkpoints can rebuild it.
+
+    Raises:
+        ValueError: unknown ``kind`` (the message lists the names).
+    """
+    if kind == "neurvec":
+        m = NeurVec(dim, hidden=hidden, dtype=dtype, **kwargs)
+    elif kind in ("attns", "attns_m"):
+        m = AttNSRecon(dim, hidden=hidden, mode="additive" if kind == "attns" else "multiplicative",
+                       dtype=dtype, **kwargs)
+    elif kind == "linear":
+        m = LinearCorrector(dim, dtype=dtype, **kwargs)
+    elif kind == "zero":
+        m = ZeroCorrector()
+    else:
+        raise ValueError(f"unknown corrector {kind!r}; available: {list(CORRECTORS)}")
+    m.attnkit_config = {"kind": kind, "dim": dim, "hidden": hidden, "dtype": str(dtype).split(".")[-1],
+                        **kwargs}
+    return m
+
+
+def rollout(solver, system: ODESystem, y0: Tensor, n_steps: int, dt: float) -> Tensor:
+    """Roll ``solver`` out for ``n_steps`` steps of ``dt`` from ``y0`` ``(N, d)``; returns ``(n_steps+1, N, d)``."""
+    t = torch.arange(n_steps + 1, dtype=torch.float64) * dt
+    with torch.no_grad():
+        return odeint(system, y0, t, method=solver, options={"step_size": dt})
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_corrector` returns.
+
+    Attributes:
+        solver: the ``CorrectedSolver`` holding the selected (best validation) corrector.
+        best_state, final_state: corrector ``state_dict`` at the best validation and at the last iteration.
+        best_val, final_val: validation rollout MSE (full horizon) of those states.
+        history: one dict per validation (iteration, loss, lr, val MSEs, blow-up rate, seconds).
+        n_pairs: number of training pairs actually used.
+    """
+
+    solver: CorrectedSolver
+    best_state: dict
+    final_state: dict
+    best_val: float
+    final_val: float
+    history: list = field(default_factory=list)
+    n_pairs: int = 0
+    out_dir: str | None = None
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _prepare(solver: CorrectedSolver, system: ODESystem, traj: Tensor, data_fraction: float,
+             noise_std: float, seed: int) -> dict[str, Tensor]:
+    if not 0.0 < data_fraction <= 1.0:
+        raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    g = torch.Generator().manual_seed(seed + 7919)
+    n = traj.shape[1]
+    keep = max(1, math.ceil(data_fraction * n))
+    idx = torch.randperm(n, generator=g)[:keep].sort().values
+    traj = traj[:, idx].double()                                       # (T+1, N', d)
+    if noise_std > 0:
+        std = traj.reshape(-1, traj.shape[-1]).std(0)                   # (d,)
+        traj = traj + noise_std * std * torch.randn(traj.shape, generator=g, dtype=torch.float64)
+    d = traj.shape[-1]
+    dt = float(solver.trained_dt)
+    u = traj[:-1].reshape(-1, d)                                        # (M, d)
+    nxt = traj[1:].reshape(-1, d)
+    with torch.no_grad():
+        f0 = system(0.0, u)
+        y_base = solver.base.step(system, 0.0, u, dt, f0=f0)
+    inc = y_base - u
+    r = nxt - y_base
+    return {"u": u, "f0": f0, "inc": inc, "r": r, "traj_idx": idx}
+
+
+def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tensor,
+                    val_traj: Tensor | None = None, *, iterations: int = 20000, batch_size: int = 2048,
+                    lr: float = 1e-3, weight_decay: float = 0.0, schedule: str = "cosine",
+                    loss_scale: float = 1.0, data_fraction: float = 1.0, noise_std: float = 0.0,
+                    val_every: int = 1000, val_steps: int | None = None, seed: int = 0,
+                    out_dir: str | os.PathLike | None = None, resume: bool = False, ckpt_every: int | None = None,
+                    log=print, extra: dict | None = None, stop_after: int | None = None,
+                    compile: bool = False) -> TrainResult:
+    """Fit ``solver.corrector`` to one-step residuals ``r = u_{s+1} - Psi_h(u_s)`` of reference trajectories.
+
+    Args:
+        solver: a :class:`CorrectedSolver` (its base and trained dt define the targets).
+        system: the right-hand side.
+        train_traj, val_traj: ``(T + 1, N, d)`` float64 reference trajectories sampled every dt.
+        iterations: optimiser steps; batch_size: pairs per step (sampled with replacement).
+        lr, weight_decay: Adam (betas 0.9/0.999, eps 1e-8 as the official code).
+        schedule: ``"cosine"`` (per iteration to 0, official) or ``"constant"``.
+        loss_scale: multiplies the loss (official pendulum: 1e6 with ``normalize="none"``).
+        data_fraction: fraction of whole training trajectories kept (seeded).
+        noise_std: Gaussian noise on the training states, in units of the per-component state std.
+        val_every: iterations between validations (and checkpoints, unless ``ckpt_every``).
+        val_steps: rollout length of validation (default: the whole horizon of ``val_traj``).
+        seed: seed of initialisation-independent randomness (batches, subsampling, noise).
+        out_dir: run folder for ``last.pt`` / ``best.pt`` / ``final.pt`` and ``metrics.jsonl``.
+        resume: continue from ``out_dir/last.pt``.
+        stop_after: stop (as if interrupted) after this iteration; for tests of resumption.
+        compile: run the training forward/backward through ``torch.compile`` (about 2.5x faster on CPU
+            for width 1024; rollouts stay eager).
+
+    Returns:
+        :class:`TrainResult`; ``solver.corrector`` holds the best-validation state.
+
+    Raises:
+        ValueError: bad arguments. FloatingPointError: a non-finite loss (the message names the cause,
+        e.g. a pole of the rational activation; the last good checkpoint is kept).
+    """
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if iterations < 1 or batch_size < 1:
+        raise ValueError("iterations and batch_size must be >= 1")
+    corr = solver.corrector
+    params = [p for p in corr.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the corrector has no trainable parameters")
+    pdtype = params[0].dtype
+    data = _prepare(solver, system, train_traj, data_fraction, noise_std, seed)
+    u, r, inc, f0 = data["u"], data["r"], data["inc"], data["f0"]
+    m = u.shape[0]
+    dt = float(solver.trained_dt)
+    if hasattr(corr, "fit_normalizer"):
+        corr.fit_normalizer(u, r, increment=inc, dt_power=dt ** (solver.order + 1))
+    standardized = getattr(corr, "normalize", "standardize") != "none"
+    sig = r.std(0).clamp_min(1e-300) if standardized else torch.ones(r.shape[1], dtype=torch.float64)
+    u32, r32, inc32, f032 = (x.to(pdtype) for x in (u, r / sig, inc, f0))
+    sig32 = sig.to(pdtype)
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    out = Path(out_dir) if out_dir is not None else None
+    cfg = {"iterations": iterations, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+           "schedule": schedule, "loss_scale": loss_scale, "data_fraction": data_fraction,
+           "noise_std": noise_std, "val_every": val_every, "val_steps": val_steps, "seed": seed,
+           **(extra or {})}
+    start, history = 0, []
+    best_val, best_state = math.inf, None
+    if resume:
+        if out is None or not (out / "last.pt").exists():
+            raise ValueError(f"resume=True but no checkpoint at {out}/last.pt")
+        ck = torch.load(out / "last.pt", weights_only=False)
+        corr.load_state_dict(ck["corrector_state"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["rng"])
+        start, history, best_val, best_state = ck["iteration"], ck["history"], ck["best_val"], ck["best_state"]
+        log(f"resumed at iteration {start}")
+
+    def meta(state: dict, it: int) -> dict:
+        return {"corrector_state": state, "corrector_config": getattr(corr, "attnkit_config", None),
+                "base": solver.base_name, "dt": dt, "insert": solver.insert, "scale": solver.scale,
+                "system": system.name, "constants": system.constants(), "config": cfg, "iteration": it,
+                "n_pairs": m, "train_traj_idx": data["traj_idx"].tolist()}
+
+    def validate() -> dict:
+        if val_traj is None:
+            return {}
+        n = val_traj.shape[0] - 1 if val_steps is None else val_steps
+        pred = rollout(solver, system, val_traj[0].double(), n, dt)
+        ref = val_traj[: n + 1].double()
+        return {"val_mse": trajectory_mse(pred, ref) if torch.isfinite(pred).all() else math.inf,
+                "val_mse_100": trajectory_mse(pred, ref, slice(1, 101)) if torch.isfinite(pred[:101]).all()
+                else math.inf, "val_blowup": blowup_rate(pred)}
+
+    def snapshot() -> dict:
+        return {k: v.detach().clone() for k, v in corr.state_dict().items()}
+
+    fwd = torch.compile(corr) if compile else corr
+    t0, it, loss_v = time.time(), start, float("nan")
+    total = iterations
+    for it in range(start, iterations):
+        if schedule == "cosine":
+            for gp in opt.param_groups:
+                gp["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * it / total))
+        bi = torch.randint(0, m, (batch_size,), generator=gen)
+        ctx = StepContext(0.0, u32[bi], dt, f032[bi], inc32[bi])
+        c = fwd(ctx)
+        delta = inc32[bi] * c if solver.insert == "multiplicative" else c
+        loss = loss_scale * ((delta / sig32 - r32[bi]) ** 2).mean()
+        if not torch.isfinite(loss):
+            act = [mm for mm in corr.modules() if isinstance(mm, RationalActivation)]
+            pole = any(a.has_real_pole() for a in act)
+            raise FloatingPointError(
+                f"non-finite loss at iteration {it}"
+                + (" (the rational activation's denominator has a real root: a pole)" if pole else "")
+                + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else ""))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_v = float(loss.detach())
+        done = it + 1
+        if done % val_every == 0 or done == iterations or (stop_after is not None and done == stop_after):
+            rec = {"iteration": done, "loss": loss_v, "lr": opt.param_groups[0]["lr"],
+                   "seconds": time.time() - t0, **validate()}
+            history.append(rec)
+            v = rec.get("val_mse", -done)
+            if v < best_val or best_state is None:
+                best_val, best_state = v, snapshot()
+            log("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            if out is not None:
+                with open(out / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                ck = {**meta(snapshot(), done), "optimizer": opt.state_dict(), "rng": gen.get_state(),
+                      "history": history, "best_val": best_val, "best_state": best_state}
+                _atomic_save(ck, out / "last.pt")
+                _atomic_save({**meta(best_state, done), "val_mse": best_val}, out / "best.pt")
+        if stop_after is not None and done >= stop_after and done < iterations:
+            break
+    final_state = snapshot()
+    final_val = history[-1].get("val_mse", math.nan) if history else math.nan
+    if out is not None and it + 1 == iterations:
+        _atomic_save({**meta(final_state, iterations), "val_mse": final_val}, out / "final.pt")
+    corr.load_state_dict(best_state if best_state is not None else final_state)
+    return TrainResult(solver, best_state, final_state, best_val, final_val, history, m,
+                       str(out) if out else None)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[CorrectedSolver, ODESystem, dict]:
+    """Rebuild ``(CorrectedSolver, system, checkpoint dict)`` from a ``best.pt``/``final.pt``/``last.pt``.
+
+    Raises:
+        ValueError: a checkpoint without a corrector config.
+    """
+    ck = torch.load(path, weights_only=False)
+    cfg = dict(ck.get("corrector_config") or {})
+    if not cfg:
+        raise ValueError(f"{path}: no corrector_config; cannot rebuild the corrector")
+    kind, dim, hidden = cfg.pop("kind"), cfg.pop("dim"), cfg.pop("hidden")
+    dtype = getattr(torch, cfg.pop("dtype", "float32"))
+    corr = build_corrector(kind, dim, hidden=hidden, dtype=dtype, **cfg)
+    corr.load_state_dict(ck["corrector_state"])
+    solver = CorrectedSolver(get_solver(ck["base"]), corr, dt=ck["dt"], insert=ck["insert"], scale=ck["scale"])
+    system = create_system(ck["system"], **({} if ck["system"] != "spring_chain" else
+                                            {"k": tuple(ck["constants"]["k"]), "m": tuple(ck["constants"]["m"])}))
+    return solver, system, ck
