@@ -56,7 +56,7 @@ def make_state(*, model, optimizer, scheduler, epoch: int, global_step: int, bes
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "epoch": int(epoch),
              "global_step": int(global_step), "best_metric": float(best_metric), "best_epoch": int(best_epoch),
              "metric_name": "eval_top1", "config": dict(config), "rng": rng_state(),
-             "attnkit_version": __version__, "torch_version": torch.__version__}
+             "attnkit_version": str(__version__), "torch_version": str(torch.__version__)}
     if scaler is not None:
         state["scaler"] = scaler
     return state
