@@ -856,9 +856,23 @@ class CompareReport:
     round_medians_ms: dict[str, list[float]]
     rounds: int
 
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        """``report[name]``: that model's row (``ratio``, ``median_ms``, ... as in :meth:`rows`).
+
+        Raises:
+            KeyError: unknown model name.
+        """
+        if name not in self.reports:
+            raise KeyError(f"no model named {name!r} in this comparison; models: {', '.join(self.reports)}")
+        return {"name": name, "ratio": self.ratios[name], "flops": 2 * self.reports[name].macs,
+                **self.reports[name].to_dict()}
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per model: ``name``, ``ratio`` then every :class:`LatencyReport` field."""
-        return [{"name": k, "ratio": self.ratios[k], "flops": 2 * r.macs, **r.to_dict()} for k, r in self.reports.items()]
+        return [self[k] for k in self.reports]
 
     def to_markdown(self) -> str:
         """A table with params, MACs, FLOPs, median ms, IQR, samples/s and the ratio to the baseline."""
