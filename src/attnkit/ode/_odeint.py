@@ -21,12 +21,12 @@ ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "
 _REL_TOL = 1e-9
 
 
-def _n_steps(span: float, h: float) -> int:
+def _n_steps(span: float, h: float, tol: float = _REL_TOL) -> int:
     n = round(abs(span) / h)
-    if n < 1 or abs(abs(span) - n * h) > _REL_TOL * max(abs(span), h):
+    if n < 1 or abs(abs(span) - n * h) > tol * max(abs(span), h):
         raise ValueError(
             f"interval {span!r} of t is not an integer multiple of step_size {h!r} (relative tolerance "
-            f"{_REL_TOL}); attnkit does not interpolate, choose t on the step grid"
+            f"{tol:g}); attnkit does not interpolate, choose t on the step grid"
         )
     return n
 
@@ -99,6 +99,8 @@ def odeint(
         d = [b - a for a, b in zip(tl[:-1], tl[1:])]
         if not (all(x > 0 for x in d) or all(x < 0 for x in d)):
             raise ValueError("t must be strictly increasing or strictly decreasing")
+    # relative tolerance of the step grid: 1e-9, or a few ulps of t's dtype if coarser (float32 t)
+    tol = max(_REL_TOL, 16 * torch.finfo(t.dtype).eps) if t.is_floating_point() else _REL_TOL
     out = [y0]
     y = y0
     tt = t.to(y0.dtype) if t.is_floating_point() else t.to(torch.get_default_dtype())
@@ -107,7 +109,7 @@ def odeint(
         if h is None:
             n, dt = 1, span
         else:
-            n = _n_steps(span, h)
+            n = _n_steps(span, h, tol)
             dt = math.copysign(h, span)
         t0 = tt[i]
         for k in range(n):
