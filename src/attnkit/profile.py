@@ -685,7 +685,7 @@ def _prepare(model: nn.Module, input_size: Sequence[int], *, device, precision: 
 
     work = _reparameterize(model) if reparam else copy.deepcopy(model)
     work = work.to(dev).eval()
-    rep = profile(work, size[1:])  # batch 1, eager, before casting
+    rep = _profile_cheap(work, size[1:])  # batch 1, eager, before casting
     if mode == "cast":
         work = work.to(dtype)
     if channels_last:
@@ -717,6 +717,14 @@ def _prepare(model: nn.Module, input_size: Sequence[int], *, device, precision: 
         "compile": compile or None, "form": "deployed" if reparam else "train-time",
     }
     return _Prepared(fn, dev, meta)
+
+
+def _profile_cheap(model: nn.Module, input_size: Sequence[int]) -> ProfileReport:
+    """:func:`profile` on a meta-device copy (shapes only, no arithmetic); on CPU if that fails."""
+    try:
+        return profile(copy.deepcopy(model).to("meta"), input_size)
+    except Exception:  # an op without a meta kernel, .item(), ...: count for real
+        return profile(model, input_size)
 
 
 def _warm(p: _Prepared, warmup: int, num_threads: int) -> float:
