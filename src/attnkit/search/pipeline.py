@@ -239,8 +239,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     bundle, train_ds, hold_ds = build_search_data(cfg)
-    g = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True)
+    from ..data import TrainSampler
+
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=TrainSampler(len(train_ds), seed=cfg.seed),
+                              drop_last=True)
     hold_loader = DataLoader(hold_ds, batch_size=cfg.eval_batch_size, shuffle=False)
     log(f"[search] {bundle.name}: supernet train {len(train_ds)} images, held-out {len(hold_ds)} "
         f"({cfg.holdout_per_class}/class), {bundle.num_classes} classes, in_chans {bundle.in_chans}")

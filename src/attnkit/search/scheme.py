@@ -234,6 +234,15 @@ class ConnectionScheme:
         """The bits as a ``LongTensor`` of shape ``(L,)``."""
         return torch.tensor([int(c) for c in self.bits], dtype=torch.long)
 
+    def __iter__(self):
+        """Iterate over the stages (tuples of bools), so a scheme is also a "sequence of 0/1 sequences"
+        wherever ``attnkit.create_model(scheme=...)`` expects one."""
+        return iter(self.stages)
+
+    def __len__(self) -> int:
+        """Number of stages."""
+        return len(self.stages)
+
     def __str__(self) -> str:
         return "|".join("".join("1" if b else "0" for b in r) for r in self.stages)
 

@@ -186,7 +186,10 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
     """Train the weight-sharing supernet: SGD, one random scheme per mini-batch (EAN step 1).
 
     Resumable: with ``run_dir`` the state (model, optimizer, scheduler, scheme RNG, log) is saved
-    atomically to ``run_dir/supernet.pt`` after every epoch, and an existing file is resumed from.
+    atomically to ``run_dir/supernet.pt`` after every epoch, and an existing file is resumed from. The
+    global torch RNG (augmentation draws) is reseeded from ``(seed, epoch)`` at every epoch and a
+    loader whose sampler has ``set_data_epoch`` (``attnkit.data.TrainSampler``) gets the epoch, so a
+    resumed run trains exactly as an uninterrupted one.
     ``run_dir/supernet_log.jsonl`` gets one line per epoch (train loss/top-1, and with
     ``holdout_loader`` the held-out top-1 of the full and of the empty scheme).
 
@@ -235,7 +238,12 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
             start = int(st["epoch"])
             if progress:
                 print(f"[supernet] resumed from {ckpt} at epoch {start}/{epochs}")
+    sampler = getattr(train_loader, "sampler", None)
     for epoch in range(start, epochs):
+        # exact resume: the batch order (a TrainSampler's) and the augmentation draws depend on (seed, epoch)
+        if hasattr(sampler, "set_data_epoch"):
+            sampler.set_data_epoch(epoch)
+        torch.manual_seed(int(seed) * 7919 + epoch * 1_000_003 + 1)
         net.train()
         t0, tot, correct, loss_sum = time.time(), 0, 0, 0.0
         it = tqdm(train_loader, desc=f"supernet {epoch + 1}/{epochs}", leave=False, disable=not progress)
