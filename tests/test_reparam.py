@@ -130,3 +130,24 @@ def test_torch_export_has_no_attention_ops():
         assert count(deployed, "batch_norm") == (0 if fold else count(plain, "batch_norm"))
         if not fold:
             assert sorted(deployed) == sorted(plain)
+
+
+def test_cli_reparam_engine_checkpoint(tmp_path, capsys):
+    from attnkit.cli import main
+
+    m = _warm(attnkit.create_model("resnet20", num_classes=10, attn="asr_se"))
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"model": m.state_dict(), "config": {"model": "resnet20", "attn": "asr_se", "attn_kwargs": {},
+                                                     "num_classes": None}, "epoch": 0}, ckpt)
+    assert main(["reparam", str(ckpt), "--out", str(tmp_path / "d.pt"), "--no-latency"]) == 0
+    text = capsys.readouterr().out
+    assert "deployed" in text and "attn='se'" in text
+    sd = torch.load(tmp_path / "d.pt", weights_only=True)
+    se = attnkit.create_model("resnet20", num_classes=10, attn="se")
+    se.load_state_dict(sd, strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(se.eval()(x), m(x), atol=1e-5, rtol=0)
+    torch.save(m.state_dict(), tmp_path / "plain.pt")  # a plain state_dict needs --model
+    assert main(["reparam", str(tmp_path / "plain.pt"), "--no-latency"]) == 2
+    assert main(["reparam", str(tmp_path / "plain.pt"), "--model", "resnet20", "--attn", "asr_se", "--no-latency"]) == 0
