@@ -246,7 +246,7 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
         torch.manual_seed(int(seed) * 7919 + epoch * 1_000_003 + 1)
         net.train()
         t0, tot, correct, loss_sum = time.time(), 0, 0, 0.0
-        it = tqdm(train_loader, desc=f"supernet {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        it = tqdm(train_loader, desc=f"supernet {epoch + 1}/{epochs}", leave=False, disable=None if progress else True)  # no bar off a TTY
         for bi, (x, y) in enumerate(it):
             if max_batches is not None and bi >= max_batches:
                 break
