@@ -88,3 +88,32 @@ def test_holdout_evaluator_caches_and_is_deterministic():
     assert ev("101|010|111") == a and ev.num_evaluations == 2
     with pytest.raises(ValueError, match="blocks_per_stage"):
         ev("1|1")
+
+
+def test_bn_calibration_scores_with_per_scheme_statistics_and_restores_them():
+    import copy
+
+    from attnkit.search import evaluate_top1
+
+    torch.manual_seed(0)
+    model = _r20()
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 3, (32,))
+    calib = [(x[:16] + 1.0, y[:16]), (x[16:] * 2.0, y[16:])]
+    before = copy.deepcopy(model.state_dict())
+    ev = HoldoutEvaluator(model, [(x, y)], bn_calibration=calib, bn_calibration_batches=2)
+    acc = ev("100|001|010")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # manual reference: cumulative BN statistics of the two calibration batches under the scheme
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    ref.train()
+    with torch.no_grad(), scheme_override(ref, "100|001|010"):
+        for xb, _ in calib:
+            ref(xb)
+    assert acc == evaluate_top1(ref, [(x, y)], "100|001|010")[0]
+    # the running statistics really differ from the supernet's
+    assert not torch.allclose(ref.stem[1].running_mean, model.stem[1].running_mean)

@@ -45,7 +45,7 @@ _DEFAULTS = dict(model="resnet20", attn="se", attn_kwargs=None, sharing="stage",
                  parametrization="mlp", sparsity_weight=2.0, policy_lr=0.05, rnd=True, replay=True, select="mode",
                  search_seed=666, checkpoint_every=10, retrain_epochs=0, retrain_lr=0.1,
                  retrain_scheduler="cosine", retrain_milestones=[], seed=0, out=None, device="cpu",
-                 extra_schemes=[])
+                 extra_schemes=[], bn_calibration_batches=0)
 
 
 def _literal(s: str):
@@ -99,6 +99,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, default=S)
     g.add_argument("--extra-schemes", type=lambda s: [x for x in s.split(",") if x], default=S,
                    help="comma-separated schemes or official names also scored on the supernet, e.g. full,none")
+    g.add_argument("--bn-calibration", dest="bn_calibration_batches", type=int, default=S,
+                   help="re-estimate BN statistics per scheme on N training batches before scoring (0 = official)")
     g = p.add_argument_group("retrain (phase 3)")
     g.add_argument("--retrain-epochs", type=int, default=S, help="0 skips retraining")
     g.add_argument("--retrain-lr", type=float, default=S)

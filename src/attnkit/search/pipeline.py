@@ -53,7 +53,9 @@ class PipelineConfig:
     Supernet: ``supernet_epochs``, ``supernet_lr``, ``momentum``, ``weight_decay``, ``supernet_schedule``
     (``constant``, official, or ``cosine``), ``supernet_p``, ``max_batches`` (per epoch, smoke runs).
     Search: ``search`` (a :class:`SearchConfig`), ``checkpoint_every`` (steps), ``extra_schemes`` (scheme
-    strings or official names also scored on the frozen supernet, e.g. ``["full", "none"]``).
+    strings or official names also scored on the frozen supernet, e.g. ``["full", "none"]``),
+    ``bn_calibration_batches`` (0 = official: score with the supernet's BN statistics; N > 0 re-estimates
+    BN statistics per scheme on N training batches, see :class:`HoldoutEvaluator`).
     Retrain: ``retrain_epochs`` (0 skips), ``retrain_lr``, ``retrain_scheduler``, ``retrain_milestones``,
     ``test_subset``, ``retrain_overrides`` (extra :class:`attnkit.train.TrainConfig` fields).
     Misc: ``seed``, ``out`` (run folder), ``device``, ``progress``.
@@ -81,6 +83,7 @@ class PipelineConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     checkpoint_every: int = 10
     extra_schemes: list[str] = field(default_factory=list)
+    bn_calibration_batches: int = 0
     retrain_epochs: int = 0
     retrain_lr: float = 0.1
     retrain_scheduler: str = "cosine"
@@ -239,7 +242,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     bundle, train_ds, hold_ds = build_search_data(cfg)
-    from ..data import TrainSampler
+    from ..data import TensorImageDataset, TrainSampler
 
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=TrainSampler(len(train_ds), seed=cfg.seed),
                               drop_last=True)
@@ -260,7 +263,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     # ---- phase 2: search on the frozen supernet
     t0 = time.time()
-    evaluator = HoldoutEvaluator(model, hold_loader, device=cfg.device, cache=True)
+    calib = None
+    if cfg.bn_calibration_batches > 0:
+        calib_ds = TensorImageDataset(train_ds.images, train_ds.labels, transform=hold_ds.transform)
+        calib = DataLoader(calib_ds, batch_size=cfg.batch_size,
+                           sampler=TrainSampler(len(calib_ds), seed=cfg.seed + 1))
+    evaluator = HoldoutEvaluator(model, hold_loader, device=cfg.device, cache=True, bn_calibration=calib,
+                                 bn_calibration_batches=max(cfg.bn_calibration_batches, 1))
     for name in ("full", "empty"):
         summary[f"supernet_holdout_top1_{name}"] = evaluator(name)
     search = EANSearch(evaluator, bps, cfg.search)

@@ -277,6 +277,31 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
     return model
 
 
+@contextlib.contextmanager
+def _recalibrated_bn(model: nn.Module, scheme: ConnectionScheme, batches: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Re-estimate BN running statistics under ``scheme`` (cumulative average), restore them on exit."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
+    was = model.training
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the calibration batches
+        model.train()
+        with torch.no_grad(), scheme_override(model, scheme):
+            for x in batches:
+                model(x)
+        model.eval()
+        yield
+    finally:
+        for m, (rm, rv, nb, mom) in zip(bns, saved):
+            m.running_mean.copy_(rm)
+            m.running_var.copy_(rv)
+            m.num_batches_tracked.copy_(nb)
+            m.momentum = mom
+        model.train(was)
+
+
 class HoldoutEvaluator:
     """Accuracy oracle for the search: top-1 (%) of the frozen supernet under a scheme.
 
@@ -288,6 +313,13 @@ class HoldoutEvaluator:
         device: where to evaluate.
         cache: remember the accuracy of each distinct scheme (exact: evaluation is deterministic).
         preload: materialise the loader's batches in memory once (fast repeated passes on CPU).
+        bn_calibration: optional loader of training batches. When given, before scoring a scheme the
+            BatchNorm running statistics are re-estimated under that scheme (cumulative average over
+            ``bn_calibration_batches`` batches, train-mode forward without gradients) and restored
+            afterwards. Off by default (the official search scores with the supernet's running
+            statistics, accumulated over random schemes). Not in EAN; the usual fix for weight-sharing
+            supernets whose BN statistics do not match extreme sub-networks (e.g. SPOS, arXiv:1904.00420).
+        bn_calibration_batches: number of calibration batches (materialised once).
 
     Attributes:
         num_evaluations: forward passes over the split actually run; cache_hits: calls served from cache.
@@ -297,11 +329,21 @@ class HoldoutEvaluator:
     """
 
     def __init__(self, model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu",
-                 cache: bool = True, preload: bool = True):
+                 cache: bool = True, preload: bool = True, bn_calibration: Iterable | None = None,
+                 bn_calibration_batches: int = 10):
         self.model = model.to(device)
         self.device = device
         self.cache_enabled = cache
         self.loader = [(x.to(device), y.to(device)) for x, y in loader] if preload else loader
+        self.calib: list[torch.Tensor] | None = None
+        if bn_calibration is not None:
+            self.calib = []
+            for i, batch in enumerate(bn_calibration):
+                if i >= bn_calibration_batches:
+                    break
+                self.calib.append(batch[0].to(device))
+            if not self.calib:
+                raise ValueError("bn_calibration loader yielded no batch")
         self.cache: dict[str, float] = {}
         self.num_evaluations = 0
         self.cache_hits = 0
@@ -311,7 +353,11 @@ class HoldoutEvaluator:
         if self.cache_enabled and s.bits in self.cache:
             self.cache_hits += 1
             return self.cache[s.bits]
-        acc, _ = evaluate_top1(self.model, self.loader, s, self.device)
+        if self.calib is None:
+            acc, _ = evaluate_top1(self.model, self.loader, s, self.device)
+        else:
+            with _recalibrated_bn(self.model, s, self.calib):
+                acc, _ = evaluate_top1(self.model, self.loader, s, self.device)
         self.num_evaluations += 1
         if self.cache_enabled:
             self.cache[s.bits] = acc
