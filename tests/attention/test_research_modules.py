@@ -90,6 +90,9 @@ def test_iebn_placement_in_resnet164():
     assert sum(isinstance(x, IEBN2d) for x in m.modules()) == 163
     plain_bn = [n for n, x in m.named_modules() if type(x) is nn.BatchNorm2d]
     assert len(plain_bn) == 3 and all("downsample" in n for n in plain_bn)
+    pre = create_model("preresnet164", num_classes=100, attn="iebn")  # every BN, the final one included
+    assert sum(isinstance(x, IEBN2d) for x in pre.modules()) == 163 and isinstance(pre.final_norm[0], IEBN2d)
+    assert not any(type(x) is nn.BatchNorm2d for x in pre.modules())
     with pytest.raises(ValueError, match="norm layer"):
         create_model("resnet164", attn="iebn", sharing="stage")
     with pytest.raises(ValueError, match="norm layer"):
@@ -313,8 +316,6 @@ def test_dia_state_flows_between_blocks(monkeypatch):
     with torch.no_grad():
         model(x)
         h3 = calls[2]["h"].clone()
-        handle = blocks[0].register_forward_hook(lambda mod, i, o: o)  # placeholder, replaced below
-        handle.remove()
         orig_res = blocks[0].residual
         monkeypatch.setattr(blocks[0], "residual", lambda t: orig_res(t) * 1.5)
         calls.clear()

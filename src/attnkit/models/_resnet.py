@@ -505,7 +505,9 @@ def build_resnet(
                 w = getattr(blk.last_norm, "weight", None)
                 if isinstance(w, nn.Parameter):
                     nn.init.zeros_(w)
-    fnorm = nn.Sequential(base_norm(ch), nn.ReLU(inplace=False)) if final_norm else nn.Identity()
+    # a norm-kind module (IEBN) also replaces the pre-pooling BN of pre-activation nets (IEBN spec §4)
+    final_norm_layer = stage_norm[-1] if kind == "norm" else base_norm
+    fnorm = nn.Sequential(final_norm_layer(ch), nn.ReLU(inplace=False)) if final_norm else nn.Identity()
     config = {
         "model": model_name,
         "attn": entry.name if entry is not None else None,
