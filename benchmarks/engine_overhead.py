@@ -1,0 +1,120 @@
+"""Overhead of attnkit's training loop (Engine + Lightning Fabric + train_one_epoch) against a plain PyTorch
+loop on the same model, data and batch.
+
+Both loops train their own copy of the same model (same initial weights) on the same in-memory dataset with
+the same DataLoader settings; repeats are interleaved (attnkit, plain, attnkit, plain, ...) so that machine
+noise hits both alike, and the figure is the ratio of median images/s. Target: ratio >= 0.97.
+
+Usage::
+
+    python benchmarks/engine_overhead.py                      # resnet20 on Fashion-MNIST (digits fallback)
+    python benchmarks/engine_overhead.py --dataset digits --repeats 7 --steps 30 --threads 1
+
+Writes ``benchmarks/results/engine_overhead.json`` and ``engine_overhead.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from attnkit.data import TrainSampler, build
+from attnkit.models import create_model
+from attnkit.train import Engine, TrainConfig, build_optimizer, train_one_epoch
+
+
+def plain_epoch(model, opt, loader, max_steps: int) -> int:
+    """The reference loop: forward, cross-entropy, backward, step, zero_grad; returns images seen."""
+    model.train()
+    n = 0
+    for step, (x, y) in enumerate(loader, 1):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        n += y.shape[0]
+        if step >= max_steps:
+            break
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--attn", default="se")
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    try:
+        data = build(args.dataset, train_subset=args.batch_size * (args.steps + 1))
+    except FileNotFoundError:
+        data = build("digits")
+    cfg = TrainConfig(model=args.model, attn=args.attn, dataset=data.name, batch_size=args.batch_size, workers=0,
+                      lr=0.01, milestones=[])
+    torch.manual_seed(0)
+    base = create_model(args.model, num_classes=data.num_classes, in_chans=data.in_chans, attn=args.attn)
+
+    # attnkit: Engine (Fabric, 32-true, CPU) + its sampler + train_one_epoch
+    engine = Engine(accelerator="cpu", precision="32-true")
+    m_a = copy.deepcopy(base)
+    opt_a = build_optimizer(m_a, cfg)
+    m_a, opt_a = engine.setup(m_a, opt_a)
+    sampler_a = TrainSampler(len(data.train), seed=0)
+    loader_a = engine.setup_dataloaders(DataLoader(data.train, batch_size=args.batch_size, sampler=sampler_a))
+    # plain PyTorch: same model copy, same optimizer settings, same sampler type and batch
+    m_p = copy.deepcopy(base)
+    opt_p = build_optimizer(m_p, cfg)
+    loader_p = DataLoader(data.train, batch_size=args.batch_size, sampler=TrainSampler(len(data.train), seed=0))
+
+    def run_attnkit() -> float:
+        t = time.perf_counter()
+        out = train_one_epoch(m_a, opt_a, loader_a, engine=engine, max_steps=args.steps, progress="none")
+        return out["samples"] / (time.perf_counter() - t)
+
+    def run_plain() -> float:
+        t = time.perf_counter()
+        n = plain_epoch(m_p, opt_p, loader_p, args.steps)
+        return n / (time.perf_counter() - t)
+
+    run_attnkit(), run_plain()  # warm-up
+    a, p = [], []
+    for _ in range(args.repeats):
+        a.append(run_attnkit())
+        p.append(run_plain())
+    ratio = statistics.median(a) / statistics.median(p)
+    res = {"model": args.model, "attn": args.attn, "dataset": data.name, "img_size": list(data.img_size),
+           "batch_size": args.batch_size, "steps_per_repeat": args.steps, "repeats": args.repeats,
+           "threads": args.threads, "attnkit_images_per_s": a, "plain_images_per_s": p,
+           "attnkit_median_images_per_s": statistics.median(a), "plain_median_images_per_s": statistics.median(p),
+           "ratio_attnkit_over_plain": ratio, "target_ratio": 0.97, "torch": str(torch.__version__),
+           "platform": platform.platform(), "device": "cpu"}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "engine_overhead.json").write_text(json.dumps(res, indent=2) + "\n")
+    md = ["| loop | median images/s | repeats |", "|---|---|---|",
+          f"| attnkit (Engine + Fabric + train_one_epoch) | {statistics.median(a):.1f} | {args.repeats} |",
+          f"| plain PyTorch | {statistics.median(p):.1f} | {args.repeats} |", "",
+          f"Ratio attnkit / plain: **{ratio:.3f}** (target >= 0.97). {args.model}+{args.attn} on {data.name} "
+          f"{data.img_size[0]}x{data.img_size[1]}, batch {args.batch_size}, {args.steps} steps per repeat, "
+          f"interleaved, {args.threads} thread(s), CPU, fp32, torch {torch.__version__}."]
+    (out / "engine_overhead.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
