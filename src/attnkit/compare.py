@@ -1,0 +1,234 @@
+"""``attnkit compare``: train several attention variants on the same data, seed and budget, and put
+accuracy (best AND final epoch), parameters, MACs and latency side by side.
+
+Each variant is an ordinary training run (its own run folder with config, metrics and checkpoints)
+inside the comparison folder, so an interrupted comparison keeps every variant it finished and
+``--resume auto`` continues the rest. Latency is measured for all variants together, interleaved, in
+one process after training (these machines are noisy: only ratios measured side by side are
+reported).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Variant", "expand_variants", "run_compare", "format_table"]
+
+log = logging.getLogger("attnkit.compare")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One entry of a comparison: an attention module and how it connects.
+
+    Attributes:
+        attn: registry name, or None for the plain backbone.
+        sharing: ``"block"``/``"stage"`` or None (the module's default).
+        scheme: a connection scheme string (``"110|011|..."``) or None (all blocks).
+        label: the row name in the table and the run-folder name.
+    """
+
+    attn: str | None
+    sharing: str | None = None
+    scheme: str | None = None
+    label: str = ""
+
+
+def _label(attn, sharing, scheme, n_sharing, n_scheme) -> str:
+    if attn is None:
+        return "none"
+    s = attn
+    if sharing is not None and n_sharing > 1:
+        s += f"-{sharing}"
+    if scheme is not None and n_scheme > 1:
+        s += "-" + scheme.replace("|", "_")
+    elif scheme is not None:
+        s += "-scheme"
+    return s
+
+
+def expand_variants(attns: Sequence[str], sharings: Sequence[str | None] = (None,),
+                    schemes: Sequence[str | None] = (None,)) -> list[Variant]:
+    """The cross product of modules × sharing × scheme, with the plain backbone listed once, first.
+
+    ``"none"`` in ``attns`` means the plain backbone. ``"all"`` in ``schemes`` (or None) means every
+    block.
+
+    Raises:
+        ValueError: an empty list, or a duplicate variant.
+    """
+    if not attns:
+        raise ValueError("compare needs at least one --attn value")
+    sharings = list(sharings) or [None]
+    schemes = [None if s in (None, "", "all") else s for s in (list(schemes) or [None])]
+    out: list[Variant] = []
+    seen = set()
+    for a in attns:
+        a = None if a in (None, "", "none", "plain") else a
+        combos = [(None, None)] if a is None else [(sh, sc) for sh in sharings for sc in schemes]
+        for sh, sc in combos:
+            key = (a, sh, sc)
+            if key in seen:
+                if a is None:
+                    continue
+                raise ValueError(f"duplicate variant {key}")
+            seen.add(key)
+            out.append(Variant(a, sh, sc, _label(a, sh, sc, len(sharings), len(schemes))))
+    out.sort(key=lambda v: v.attn is not None)  # plain first: the latency baseline
+    return out
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of comparison rows (best and final top-1, params, MACs, latency ratio)."""
+    head = ("| variant | best top-1 % (epoch) | final top-1 % | params | Δparams | MACs (M) | latency ms "
+            "| latency ratio |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        best = f"{_fmt(r.get('best_top1'))} ({r.get('best_epoch')})" if r.get("best_top1") is not None else "—"
+        lines.append(
+            f"| {r['variant']} | {best} | {_fmt(r.get('final_top1'))} | {r['params']:,} | {r['params_delta']:+,} | "
+            f"{r['macs'] / 1e6:.3f} | {_fmt(r.get('latency_ms'), 3)} | {_fmt(r.get('latency_ratio'), 3)} |"
+        )
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a hard dependency, but stay robust
+        log.warning("matplotlib missing: no plot written")
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for r in rows:
+        x = r["params"] / 1e3
+        if r.get("final_top1") is not None:
+            ax.scatter([x], [r["final_top1"]], marker="o", color="C0")
+        if r.get("best_top1") is not None:
+            ax.scatter([x], [r["best_top1"]], marker="^", color="C1")
+        y = r.get("final_top1") if r.get("final_top1") is not None else r.get("best_top1")
+        if y is not None:
+            ax.annotate(r["variant"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.scatter([], [], marker="o", color="C0", label="final epoch")
+    ax.scatter([], [], marker="^", color="C1", label="best epoch")
+    ax.set_xlabel("parameters (thousands)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike, latency: bool = True,
+                latency_batch: int = 32, latency_min_run_time: float = 0.5, train: bool = True) -> list[dict[str, Any]]:
+    """Train every variant with the same config (data, seed, budget), then profile them side by side.
+
+    Args:
+        base: an :class:`attnkit.train.TrainConfig`; its ``attn``/``sharing``/``scheme``/``run_name``/
+            ``out_dir`` are overridden per variant.
+        variants: from :func:`expand_variants`; the first should be the plain backbone (the latency
+            and parameter baseline).
+        out_dir: the comparison folder; variant runs go to ``out_dir/<label>/``.
+        latency: measure latency (interleaved, in one process) at ``latency_batch`` images.
+        latency_batch: batch size of the latency measurement (images per call).
+        latency_min_run_time: seconds of timing per model and round.
+        train: False only profiles (accuracy columns are then empty).
+
+    Returns:
+        One dict per variant: variant, attn, sharing, scheme, best_top1, best_epoch, final_top1,
+        params, params_delta, macs (per image), latency_ms, latency_ratio, run_dir. Also written to
+        ``compare.json``, ``compare.csv``, ``compare.md`` and ``compare.png`` in ``out_dir``.
+
+    Raises:
+        ValueError: no variants.
+    """
+    from .data import build as build_data
+    from .profile import compare as compare_latency
+    from .profile import profile
+    from .train import build_model, fit
+
+    if not variants:
+        raise ValueError("no variants to compare")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_data(base.dataset, data_dir=base.data_dir, train_subset=base.train_subset,
+                      val_split=base.val_split, download=base.download, seed=base.seed)
+    h, w = data.img_size
+    rows: list[dict[str, Any]] = []
+    models = {}
+    for v in variants:
+        cfg = dataclasses.replace(base, attn=v.attn, sharing=v.sharing, scheme=v.scheme, out_dir=str(out),
+                                  run_name=v.label)
+        summary: dict[str, Any] = {}
+        if train:
+            done = out / v.label / "summary.json"
+            if done.exists() and base.resume == "auto":
+                summary = json.loads(done.read_text())
+                log.info("compare: %s already finished, reusing %s", v.label, done)
+            else:
+                log.info("compare: training %s", v.label)
+                summary = fit(cfg)
+        model = build_model(cfg, data)
+        rep = profile(model, input_size=(data.in_chans, h, w))
+        models[v.label] = model
+        rows.append({
+            "variant": v.label, "attn": v.attn, "sharing": model.attn_config.get("sharing"), "scheme": v.scheme,
+            "best_top1": summary.get("best_eval_top1"), "best_epoch": summary.get("best_epoch"),
+            "final_top1": summary.get("final_eval_top1"), "params": rep.params_total, "macs": rep.macs,
+            "run_dir": str(out / v.label) if train else None,
+        })
+    base_params = rows[0]["params"]
+    for r in rows:
+        r["params_delta"] = r["params"] - base_params
+        r["latency_ms"] = r["latency_ratio"] = None
+    if latency:
+        rounds = 5
+        lat = compare_latency(models, (latency_batch, data.in_chans, h, w), rounds=rounds,
+                              min_run_time=latency_min_run_time * rounds)
+        for r in rows:
+            r["latency_ms"] = lat.reports[r["variant"]].median_ms
+            r["latency_ratio"] = lat.ratios[r["variant"]]
+    title = (f"{base.model} on {base.dataset}, {base.epochs} epochs, seed {base.seed}"
+             + (f", train subset {base.train_subset}" if getattr(base, "train_subset", None) else ""))
+    table = format_table(rows)
+    _atomic_write(out / "compare.md", f"# attnkit compare\n\n{title}\n\n{table}\n\n"
+                  "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "
+                  "final = last epoch. MACs per image at the dataset resolution; latency = median of "
+                  f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n")
+    _atomic_write(out / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2))
+    with open(out / "compare.csv.tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(out / "compare.csv.tmp", out / "compare.csv")
+    _plot(rows, out / "compare.png", title)
+    return rows
