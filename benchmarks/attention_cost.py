@@ -45,7 +45,7 @@ class Backbone:
 
 
 BACKBONES = {
-    "resnet164": Backbone("resnet164", 100, 32, 32, 8),
+    "resnet164": Backbone("resnet164", 100, 32, 32, 4),
     "resnet50": Backbone("resnet50", 1000, 224, 4, 1),
 }
 
@@ -88,8 +88,8 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
             info[f"{label} (deployed)"] = {"attn": attn, "kind": kind, "form": "deployed",
                                            "params": drep.params_total, "macs": drep.macs}
         print(f"  {bb.name:9s} {label:18s} params {rep.params_total:>11,d}  MACs {rep.macs:>14,d}", flush=True)
-    min_run = args.min_run_time if args.min_run_time is not None else (0.6 if args.quick else 3.0)
-    rounds = args.rounds or (3 if args.quick else 5)
+    min_run = args.min_run_time if args.min_run_time is not None else (1.2 if args.quick else 3.0)
+    rounds = args.rounds or (6 if args.quick else 8)
     warmup = 2 if args.quick else 10
     t0 = time.perf_counter()
     cmp = compare(models, (batch, *size), rounds=rounds, min_run_time=min_run, warmup=warmup,
@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attn", nargs="+", default=None, help="modules to include (default: every registered one)")
     p.add_argument("--batch", type=int, default=None, help="override the timing batch of every backbone")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for timing (default 1)")
-    p.add_argument("--min-run-time", type=float, default=None, help="timed seconds per model (default 3; quick 0.6)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 3)")
+    p.add_argument("--min-run-time", type=float, default=None, help="timed seconds per model, all rounds (default 3; quick 1.2)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8; quick 6)")
     p.add_argument("--precision", default="32-true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--out-dir", default=None, help="default benchmarks/results/")

@@ -455,3 +455,11 @@ def test_cli_profile_json(tmp_path, capsys):
     assert "MACs (M)" in text and "FLOPs (M)" in text
     assert cmd.main(p.parse_args(["resnet20", "--attn", "nope"])) == 2
     assert cmd.parse_kwargs(["a=1", "b=relu", "c=[1, 2]"]) == {"a": 1, "b": "relu", "c": [1, 2]}
+
+
+def test_attnkit_profile_is_callable_as_the_package_attribute():
+    import attnkit
+    import attnkit.profile  # binds the submodule on the package; it must still act as the function
+
+    rep = attnkit.profile(nn.Conv2d(3, 4, 3, bias=False), (3, 8, 8))
+    assert rep.macs == 3 * 4 * 9 * 6 * 6

@@ -43,7 +43,9 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -1026,3 +1028,14 @@ def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike,
         _atomic_write(paths["md"], markdown.rstrip() + "\n")
     return paths
 
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``attnkit.profile(model, ...)`` work even though ``attnkit.profile`` is also this submodule
+    (importing a submodule binds its name on the package, shadowing a function of the same name)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ProfileReport:
+        return profile(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
