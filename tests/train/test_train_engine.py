@@ -55,7 +55,7 @@ def test_bf16_mixed_trains_one_step_with_finite_loss(quick_config):
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
 
 
-def test_checkpoint_round_trip_and_run_folder(quick_config, load_weights):
+def test_checkpoint_round_trip_and_run_folder(quick_config, load_weights, capsys):
     """Checks 15 and 18: weights_only load, every §4.6 key, exact restore; metrics.csv after every epoch."""
     seen_rows = []
 
@@ -98,6 +98,14 @@ def test_checkpoint_round_trip_and_run_folder(quick_config, load_weights):
     assert any(b.abs().sum() > 0 for b in bufs)
     set_rng_state(ckpt["rng"])
     assert torch.equal(torch.get_rng_state(), ckpt["rng"]["torch"])
+    # `attnkit eval --checkpoint` rebuilds model and data from the checkpoint and agrees with the run
+    from attnkit.cli import main as cli_main
+
+    assert cli_main(["eval", "--checkpoint", str(run / "last.ckpt")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["count"] == 360 and res["epoch"] == 2
+    assert res["top1"] == pytest.approx(summary["final_eval_top1"], abs=1e-6)
+    assert res["loss"] == pytest.approx(summary["final_eval_loss"], rel=1e-4)
 
 
 def test_corrupt_or_mismatched_checkpoint_gives_clear_error(quick_config, tmp_path):

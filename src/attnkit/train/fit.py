@@ -184,7 +184,7 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
     if zero:
         run_dir.mkdir(parents=True, exist_ok=True)
     resume_path = resolve_resume(config)
-    if resume_path is None and zero and (run_dir / "last.ckpt").exists():
+    if resume_path is None and (run_dir / "last.ckpt").exists():
         raise FileExistsError(f"{run_dir} already holds a run (last.ckpt); pass --resume auto to continue it or "
                               "choose another --run-name / --out-dir")
     engine.barrier()

@@ -57,7 +57,8 @@ class MetricsWriter:
                 rows = [r for r in reader if r]
             if header is not None and header != self.columns:
                 raise ValueError(f"{self.path}: existing columns {header} differ from this run's {self.columns}")
-            keep = [r for r in rows if int(r[0]) <= resume_epoch]
+            # a row cut short by a kill mid-write has the wrong length: drop it with the later epochs
+            keep = [r for r in rows if len(r) == len(self.columns) and r[0].isdigit() and int(r[0]) <= resume_epoch]
             self._rewrite(keep)
         else:
             self._rewrite([])
