@@ -139,3 +139,17 @@ def test_no_tqdm_bar_off_tty_progress_as_log_lines(quick_config, monkeypatch, ca
     msgs = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("epoch 0 step 2/") for m in msgs)
     assert any(m.startswith("epoch 0/0 lr") for m in msgs)
+
+
+def test_eval_reparam_evaluates_the_fused_model(quick_config):
+    """eval_reparam=True evaluates attnkit.reparam.reparameterize_model(model) (ASR folded away); the fused
+    model must score like the raw model that `attnkit eval` rebuilds from the same checkpoint."""
+    from attnkit.commands.eval import evaluate_checkpoint
+
+    cfg = quick_config(epochs=1, train_subset=128, attn="asr", eval_reparam=True)
+    s = fit(cfg)
+    raw = evaluate_checkpoint(str(cfg.run_dir / "last.ckpt"))
+    fused = evaluate_checkpoint(str(cfg.run_dir / "last.ckpt"), reparam=True)
+    assert raw["count"] == fused["count"] == 360
+    assert s["final_eval_loss"] == pytest.approx(raw["loss"], rel=1e-4, abs=1e-5)
+    assert fused["loss"] == pytest.approx(raw["loss"], rel=1e-4, abs=1e-5)

@@ -112,6 +112,11 @@ class Engine:
     def device(self) -> torch.device:
         return self._fabric.device
 
+    @property
+    def scaler(self):
+        """The ``GradScaler`` Fabric uses with ``16-mixed`` (None otherwise); saved in checkpoints."""
+        return getattr(getattr(self._fabric, "_precision", None), "scaler", None)
+
     # -- setup -----------------------------------------------------------------------------------------
     def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None):
         """Move/wrap ``model`` (DDP, precision) and ``optimizer``; returns ``(model, optimizer)``.

@@ -225,7 +225,10 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
         ckpt = read_checkpoint(resume_path)
         check_compatible(ckpt["config"], config.to_dict(), resume_path)
         try:
-            engine.load(resume_path, {"model": model, "optimizer": optimizer, "scheduler": scheduler})
+            objs = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+            if "scaler" in ckpt and engine.scaler is not None:
+                objs["scaler"] = engine.scaler
+            engine.load(resume_path, objs)
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"checkpoint {resume_path} does not fit this model/optimizer: {e}") from None
         start_epoch, global_step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
@@ -296,7 +299,7 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
                 engine.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         state = make_state(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                            global_step=global_step, best_metric=best_metric, best_epoch=best_epoch,
-                           config=config.to_dict())
+                           config=config.to_dict(), scaler=engine.scaler)
         if improved:
             engine.save(run_dir / "best.ckpt", state)
         engine.save(run_dir / "last.ckpt", state)
