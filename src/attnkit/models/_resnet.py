@@ -95,6 +95,8 @@ class _Block(nn.Module):
         u = self.residual(x)
         if self.attn is not None:
             u = self.attn(u)
+            if isinstance(u, tuple):  # a recurrent unit used standalone: fresh state, drop the new one
+                u = u[0]
         return self.merge(u, self.shortcut(x))
 
 
