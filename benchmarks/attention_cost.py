@@ -3,8 +3,10 @@
 For each backbone (ResNet-164 at 32×32 with a CIFAR-100 head, ResNet-50 at 224×224 with 1000 classes)
 this script builds the plain net and one net per module in ``attnkit.list_attn()`` (so modules added
 later are included automatically; a module that cannot build on a backbone is skipped with the reason
-printed), counts params and MACs with :func:`attnkit.profile.profile`, and times all of them **side by
-side, interleaved, in one process** with :func:`attnkit.profile.compare`. Modules that
+printed), counts params and MACs with :func:`attnkit.profile.profile`, and times them against the plain net
+**side by side, interleaved, in one process** with :func:`attnkit.profile.compare`: by default each
+module (with its deployed form) against its own interleaved plain baseline (``--grouping pair``, short
+rounds, so load drift on a shared machine cancels better), or all models at once (``--grouping all``). Modules that
 re-parameterise (ASR) get a second row with the deployed (fused) form. Results go to
 ``benchmarks/results/attention_cost-benchmark-infer-...{csv,json,md}`` (the name carries precision,
 memory format, torch version and device).
@@ -92,13 +94,29 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
     rounds = args.rounds or (6 if args.quick else 8)
     warmup = 2 if args.quick else 10
     t0 = time.perf_counter()
-    cmp = compare(models, (batch, *size), rounds=rounds, min_run_time=min_run, warmup=warmup,
-                  num_threads=args.threads, precision=args.precision, channels_last=args.channels_last)
-    print(f"  timed {len(models)} models interleaved in {time.perf_counter() - t0:.1f} s", flush=True)
+    timing = dict(rounds=rounds, min_run_time=min_run, warmup=warmup, num_threads=args.threads,
+                  precision=args.precision, channels_last=args.channels_last)
+    shape = (batch, *size)
+    res: dict[str, dict[str, Any]] = {}
+    if args.grouping == "all":
+        cmp = compare(models, shape, **timing)
+        res = {k: cmp[k] for k in models}
+    else:  # plain vs one module (and its deployed form): short rounds, so load drift cancels better
+        plain_rows = []
+        for attn in dict.fromkeys(m["attn"] for m in info.values() if m["attn"]):
+            group = {"plain": models["plain"], **{k: models[k] for k, m in info.items() if m["attn"] == attn}}
+            cmp = compare(group, shape, **timing)
+            plain_rows.append(cmp["plain"])
+            res.update({k: cmp[k] for k in group if k != "plain"})
+        if not plain_rows:
+            plain_rows.append(compare({"plain": models["plain"]}, shape, **timing)["plain"])
+        mid = sorted(plain_rows, key=lambda r: r["median_ms"])[len(plain_rows) // 2]
+        res["plain"] = mid  # the median of the baseline's timings over all groups; ratio 1.0
+    print(f"  timed {len(models)} models ({args.grouping}) in {time.perf_counter() - t0:.1f} s", flush=True)
     base = info["plain"]
     rows = []
     for label, meta in info.items():
-        r = cmp[label]
+        r = res[label]
         rows.append({
             "backbone": bb.name, "input": f"{bb.img}x{bb.img}", "num_classes": bb.num_classes, "variant": label,
             "attn": meta["attn"], "kind": meta["kind"], "form": meta["form"],
@@ -139,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for timing (default 1)")
     p.add_argument("--min-run-time", type=float, default=None, help="timed seconds per model, all rounds (default 3; quick 1.2)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8; quick 6)")
+    p.add_argument("--grouping", choices=["pair", "all"], default="pair",
+                   help="pair: time plain vs each module (and its deployed form) interleaved, module by module "
+                        "(short rounds, default); all: every model of a backbone in one interleaved comparison")
     p.add_argument("--precision", default="32-true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--out-dir", default=None, help="default benchmarks/results/")
@@ -167,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         "## Attention module cost (params, MACs, latency) relative to the plain backbone",
         f"{r0['device_name']}, {r0['num_threads']} thread(s), torch {r0['torch_version']}, {r0['precision']}, "
         f"{r0['memory_format']}, eager; {r0['rounds']} interleaved rounds of {r0['min_run_time_s']} s per model in "
-        f"total; `{env['command']}`, {r0['timestamp_utc']}.",
+        f"total, grouping `{args.grouping}`; `{env['command']}`, {r0['timestamp_utc']}.",
         *sections,
         "MACs and FLOPs per image by torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 × MACs; BN, activations, "
         "pooling and element-wise gating are not counted, which is why a gate can be nearly free in MACs and "
         "still cost latency). Latency ratio = median over rounds of the per-round median time divided by the "
-        "plain backbone's, measured interleaved in one process; only these ratios are comparable, absolute "
-        "times on a shared CPU are not. \"(deployed)\" rows are the re-parameterised form.",
+        "plain backbone's, measured interleaved in one process (grouping `pair`: each module against its own "
+        "interleaved plain baseline; the plain row shows the median baseline); only these ratios are "
+        "comparable, absolute times on a shared CPU are not. \"(deployed)\" rows are the re-parameterised "
+        "form; a deployed form identical to the plain net shows the noise level of the run.",
     ])
     paths = write_outputs(rows, stem, md, args.out_dir)
     print()
