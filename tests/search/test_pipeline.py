@@ -13,7 +13,7 @@ from attnkit.search.pipeline import PipelineConfig, build_search_data, run_pipel
 
 def _cfg(out, steps, **kw):
     return PipelineConfig(model="resnet20", attn="se", sharing="stage", dataset="digits", train_subset=600,
-                          holdout_per_class=8, batch_size=64, eval_batch_size=200, supernet_epochs=1, max_batches=4,
+                          holdout_per_class=8, batch_size=64, eval_batch_size=200, supernet_epochs=1, max_batches=2,
                           search=SearchConfig(steps=steps, seed=1), checkpoint_every=2, out=str(out),
                           progress=False, **kw)
 
