@@ -140,10 +140,12 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str = "") -> list[Path]:
+def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str = "",
+                extra: dict[str, tuple[int, float]] | None = None) -> list[Path]:
     """Write ``search_reward.png`` (raw reward of every sample, step mean, baseline) and
     ``accuracy_vs_connected.png`` (held-out accuracy vs number of connected blocks, with the selected
-    scheme marked) into ``run_dir``. Returns the paths."""
+    scheme marked, and ``extra`` = {label: (connected blocks, accuracy)} as squares) into ``run_dir``.
+    Returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,6 +180,8 @@ def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str 
     sel = str(result.scheme)
     if sel in uniq:
         ax.scatter([uniq[sel][0]], [uniq[sel][1]], marker="*", s=160, c="red", label=f"selected {sel}")
+    for label, (n, a) in (extra or {}).items():
+        ax.scatter([n], [a], marker="s", s=50, label=f"{label}: {a:.1f}%")
     ax.set_xlabel("connected blocks")
     ax.set_ylabel("held-out top-1 of the frozen supernet (%)")
     ax.set_title(title or "accuracy vs number of connected blocks")
@@ -296,15 +300,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     save_state()
     result.save(out)
     _atomic_write(out / "scheme.txt", str(result.scheme) + "\n")
-    plot_search(result, out, title=f"EAN search: {cfg.model} + shared {cfg.attn} on {bundle.name}")
     summary["search_seconds"] = round(time.time() - t0, 1)
     summary.update(result.summary())
     summary["holdout_top1_selected"] = evaluator(result.scheme)
     summary["distinct_evaluations"] = evaluator.num_evaluations
     summary["extra_schemes"] = {}
+    marks = {}
     for name in cfg.extra_schemes:
         s = ConnectionScheme.coerce(name, bps)
         summary["extra_schemes"][name] = {"scheme": str(s), "holdout_top1": evaluator(s)}
+        marks[f"{name} ({s})"] = (s.num_connected, summary["extra_schemes"][name]["holdout_top1"])
+    plot_search(result, out, title=f"EAN search: {cfg.model} + shared {cfg.attn} on {bundle.name}", extra=marks)
     log(f"[search] selected ({cfg.search.select}) scheme={result.scheme} "
         f"({result.scheme.num_connected}/{result.scheme.num_blocks} connected); mode {result.mode_scheme}, "
         f"best {result.best_scheme}")
