@@ -96,6 +96,8 @@ class CorrectedSolver(Solver):
     def check(self, dt: float, base: Solver | None = None) -> None:
         """Raise ``ValueError`` if ``dt`` (or ``base``) does not match what the corrector was trained for."""
         td = float(self.trained_dt)
+        if float(dt) < 0:
+            raise ValueError("a corrector is trained for forward steps; reverse-time integration is not supported")
         if not self.allow_dt_change and abs(abs(float(dt)) - td) > 1e-9 * td:
             raise ValueError(f"corrector was trained for dt={td}, called with dt={float(dt)}")
         if base is not None and base.name != self.base_name:

@@ -184,6 +184,8 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     cfg = {"iterations": iterations, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
            "schedule": schedule, "loss_scale": loss_scale, "data_fraction": data_fraction,
            "noise_std": noise_std, "val_every": val_every, "val_steps": val_steps, "seed": seed,
