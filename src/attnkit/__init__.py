@@ -8,6 +8,8 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 from .attention import create_attn, get_attn, list_attn, register_attn
@@ -17,15 +19,29 @@ __all__ = [
     "__version__",
     "create_attn", "get_attn", "list_attn", "register_attn",
     "create_model", "list_models", "register_model",
+    "profile", "count_params", "measure_latency", "measure_throughput", "compare_latency",
+    "reparameterize_model",
 ]
 
 
+_LAZY = {
+    "profile": ("profile", None),
+    "count_params": ("profile", "count_params"),
+    "measure_latency": ("profile", "measure_latency"),
+    "measure_throughput": ("profile", "measure_throughput"),
+    "compare_latency": ("profile", "compare"),
+    "reparameterize_model": ("reparam", "reparameterize_model"),
+}
+
+
 def __getattr__(name: str):
-    # Lazy access to heavier sub-APIs so that ``import attnkit`` stays light.
-    if name in ("profile", "count_params", "measure_latency"):
-        from . import profile as _p
-        return getattr(_p, name) if name != "profile" else _p.profile
-    if name == "reparameterize_model":
-        from .reparam import reparameterize_model
-        return reparameterize_model
+    """Lazy access to the heavier sub-APIs, so that ``import attnkit`` stays light.
+
+    ``attnkit.profile`` is the :mod:`attnkit.profile` module, which is itself callable as
+    ``attnkit.profile(model, input_size)``.
+    """
+    if name in _LAZY:
+        mod_name, attr = _LAZY[name]
+        mod = importlib.import_module(f".{mod_name}", __name__)
+        return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'attnkit' has no attribute {name!r}")
