@@ -5,6 +5,7 @@ ratios to the plain model). Writes ``benchmarks/results/asr_latency.{json,md}``.
 
     python benchmarks/asr_latency.py            # resnet164 32x32 batch 128, resnet50 224x224 batch 8
     python benchmarks/asr_latency.py --quick    # shorter timing, resnet50 at batch 1
+    python benchmarks/asr_latency.py --quick --r164-batch 8 --r50-size 112   # an overloaded CPU
 
 The deployed ASR network is the plain architecture with different numbers, so its ratio measures only
 noise; the script exits with status 1 if it exceeds ``--max-ratio`` (1.02).
@@ -44,10 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--max-ratio", type=float, default=1.02)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument("--r164-batch", type=int, default=128, help="resnet164 batch at 32x32 (spec: 128)")
+    p.add_argument("--r50-batch", type=int, default=None, help="resnet50 batch (default 8; 1 with --quick)")
+    p.add_argument("--r50-size", type=int, default=224, help="resnet50 input size (224)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (10; 5 with --quick)")
+    p.add_argument("--min-run-time", type=float, default=None, help="seconds per model in total (10; 2.5 quick)")
     a = p.parse_args(argv)
     torch.manual_seed(0)
-    cases = [("resnet164", 100, (128, 3, 32, 32)), ("resnet50", 1000, ((1 if a.quick else 8), 3, 224, 224))]
+    r50b = a.r50_batch or (1 if a.quick else 8)
+    cases = [("resnet164", 100, (a.r164_batch, 3, 32, 32)), ("resnet50", 1000, (r50b, 3, a.r50_size, a.r50_size))]
     rounds, mrt = (5, 2.5) if a.quick else (10, 10.0)
+    rounds, mrt = a.rounds or rounds, a.min_run_time or mrt
     results, lines, ok = [], ["# ASR latency (ratios to plain, interleaved in one run)", ""], True
     for name, nc, size in cases:
         rep = compare(_models(name, nc), size, rounds=rounds, min_run_time=mrt, warmup=3,
