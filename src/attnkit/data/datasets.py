@@ -165,6 +165,8 @@ def _finish(name, train, val, test, *, num_classes, mean, std, augment, padding,
     va = TensorImageDataset(*val, transform=plain) if val is not None else None
     te = TensorImageDataset(*test, transform=test_transform or plain)
     c, h, w = train[0].shape[1:]
+    if not augment:
+        notes += " [augmentation OFF: normalisation only]"
     return DataBundle(name, tr, va, te, num_classes, int(c), (int(h), int(w)), tuple(mean), tuple(std), notes)
 
 
