@@ -181,7 +181,8 @@ def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(base.dataset, data_dir=base.data_dir, train_subset=base.train_subset,
-                      val_split=base.val_split, download=base.download, seed=base.seed)
+                      val_split=base.val_split, download=base.download, seed=base.seed,
+                      **({"test_subset": base.test_subset} if base.test_subset else {}))
     h, w = data.img_size
     rows: list[dict[str, Any]] = []
     models = {}
@@ -218,7 +219,8 @@ def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike
             r["latency_ms"] = lat.reports[r["variant"]].median_ms
             r["latency_ratio"] = lat.ratios[r["variant"]]
     title = (f"{base.model} on {base.dataset}, {base.epochs} epochs, seed {base.seed}"
-             + (f", train subset {base.train_subset}" if getattr(base, "train_subset", None) else ""))
+             + (f", train subset {base.train_subset}" if base.train_subset else "")
+             + (f", test subset {base.test_subset}" if base.test_subset else ""))
     table = format_table(rows)
     _atomic_write(out / "compare.md", f"# attnkit compare\n\n{title}\n\n{table}\n\n"
                   "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "

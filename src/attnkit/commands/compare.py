@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--recipe", default=None, help="training preset (default 'quick': short cosine schedule)")
     p.add_argument("--train-subset", type=int, default=None, help="use N training images (seeded)")
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="evaluate on a fixed stratified subset of N test images (fashion-mnist)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", default=None, help="32-true | bf16-mixed | 16-mixed")
     p.add_argument("--devices", default=None, help="devices per variant run (DDP when > 1)")
@@ -78,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else (5 if args.dataset == "digits" else 10)
     overrides = {"dataset": args.dataset, "model": args.model, "epochs": epochs, "seed": args.seed,
                  "attn_kwargs": _parse_kv(args.attn_kwargs)}
-    for k in ("data_dir", "batch_size", "lr", "train_subset", "precision", "accelerator", "workers", "progress"):
+    for k in ("data_dir", "batch_size", "lr", "train_subset", "test_subset", "precision", "accelerator", "workers", "progress"):
         v = getattr(args, k)
         if v is not None:
             overrides[k] = v
@@ -95,7 +97,8 @@ def main(args: argparse.Namespace) -> int:
                        latency_batch=args.latency_batch, latency_min_run_time=args.latency_time)
     print()
     print(f"{args.model} on {args.dataset}, {epochs} epochs, seed {args.seed}"
-          + (f", train subset {args.train_subset}" if args.train_subset else ""))
+          + (f", train subset {args.train_subset}" if args.train_subset else "")
+          + (f", test subset {args.test_subset}" if args.test_subset else ""))
     print(format_table(rows))
     print(f"\nwritten to {out_dir}/compare.md, compare.csv, compare.json, compare.png")
     return 0
