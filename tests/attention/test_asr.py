@@ -11,7 +11,7 @@ from torch import nn
 
 import attnkit
 from attnkit.attention import list_attn
-from attnkit.attention.asr import ASRBatchNorm2d, ASRGate, asr_norm_layer, channel_gate, module_gate
+from attnkit.attention.asr import ASRBatchNorm2d, ASRGate, asr_norm_layer, channel_gate, has_gate, module_gate
 from attnkit.reparam import reparameterize_model
 
 
@@ -42,10 +42,16 @@ def test_supported_set_covers_the_baselines():
 @pytest.mark.parametrize("name", list_attn(kind="gate"))
 def test_gate_protocol_matches_forward(name):
     torch.manual_seed(0)
-    m = attnkit.create_attn(name, 32).eval()
-    x = torch.randn(3, 32, 6, 5)
-    torch.testing.assert_close(m(x), x * module_gate(m, x), atol=1e-6, rtol=0)
-    assert channel_gate(m, x).shape == (3, 32, 1, 1)
+    m = attnkit.create_attn(name, 64).eval()
+    x = torch.randn(3, 64, 6, 5)
+    if not has_gate(m):  # never recovered by dividing output by input
+        with pytest.raises(TypeError, match="exposes no channel gate"):
+            module_gate(m, x)
+        return
+    g = module_gate(m, x)
+    torch.testing.assert_close(m(x), x * g, atol=1e-6, rtol=0)
+    if g.shape[-2:] == (1, 1) or name == "cbam":
+        assert channel_gate(m, x).shape == (3, 64, 1, 1)
 
 
 def test_golden_parameter_counts_resnet164():
