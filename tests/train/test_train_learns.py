@@ -13,12 +13,13 @@ has_fmnist = (FMNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists()
 @pytest.mark.slow
 @pytest.mark.skipif(not has_fmnist, reason="needs `apt-get install dataset-fashion-mnist`")
 def test_resnet20_se_fashion_mnist_subset_reaches_80_percent(tmp_path):
-    """5,000 stratified training images, 1,000 stratified test images, 4 epochs of cosine SGD
-    (lr 0.1, batch 128, wd 5e-4), pad-2 crop + flip. Chance is 10 %; the issue asks for >= 80 %.
-    Measured on 2 shared CPU cores: see docs/training.md for the runtime and the accuracies seen."""
+    """5,000 stratified training images, 1,000 stratified test images, 6 epochs of cosine SGD
+    (lr 0.05, batch 32, wd 5e-4), no augmentation (on a schedule this short the pad-crop + flip
+    augmentation slows fitting: 79.7 % after 5 epochs with it, measured). Chance is 10 %; the issue asks
+    for >= 80 %. Runtime and accuracies measured on 2 shared CPU cores: docs/training.md."""
     cfg = TrainConfig(model="resnet20", attn="se", dataset="fashion-mnist", train_subset=5000, test_subset=1000,
-                      epochs=4, batch_size=128, eval_batch_size=500, lr=0.1, weight_decay=5e-4,
-                      scheduler="cosine", milestones=[], workers=0, seed=0, out_dir=str(tmp_path),
+                      epochs=6, batch_size=32, eval_batch_size=500, lr=0.05, weight_decay=5e-4,
+                      scheduler="cosine", milestones=[], augment=False, workers=0, seed=0, out_dir=str(tmp_path),
                       run_name="fmnist", progress="lines", log_interval=1000)
     s = fit(cfg)
     assert s["final_eval_top1"] >= 80.0, s
