@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", "--dataset", dest="dataset", default="digits",
                    help="digits (embedded, default), fashion-mnist, cifar10, cifar100, image-folder")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (fashion-mnist, cifar, image-folder)")
+    p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset into --data-dir")
     p.add_argument("--model", default="resnet20", help="backbone name (attnkit.list_models())")
     p.add_argument("--attn", type=_csv, default=["none", "se", "cbam", "eca"],
                    help="comma-separated attention modules; 'none' is the plain backbone")
@@ -88,6 +89,8 @@ def main(args: argparse.Namespace) -> int:
         overrides["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
     if args.resume:
         overrides["resume"] = args.resume
+    if args.download:
+        overrides["download"] = True
     base: TrainConfig = resolve_config({"recipe": args.recipe or "quick", **overrides})
     variants = expand_variants(args.attn, args.sharing or [None], args.scheme or [None])
     name = args.name or f"compare-{args.dataset}-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
