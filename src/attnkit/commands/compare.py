@@ -58,18 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_kv(items: list[str]) -> dict:
-    import ast
+    from ..train.config import parse_kv
 
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise SystemExit(f"--attn-kwargs expects KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
+    try:
+        return dict(parse_kv(it) for it in items)
+    except argparse.ArgumentTypeError as e:
+        raise SystemExit(f"--attn-kwargs: {e}") from e
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..train.config import parse_kv
+
 __all__ = ["add_arguments", "main", "load_checkpoint_model", "deployed_config"]
-
-
-def _kv(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k, ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        return k, v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output file (default: <checkpoint>.deploy.pt)")
     parser.add_argument("--model", default=None, help="model name (required for a plain state_dict)")
     parser.add_argument("--attn", default=None, help="attention name, e.g. asr, asr_se (overrides the checkpoint config)")
-    parser.add_argument("--attn-kwargs", nargs="*", type=_kv, default=None, metavar="KEY=VALUE")
+    parser.add_argument("--attn-kwargs", nargs="*", type=parse_kv, default=None, metavar="KEY=VALUE")
     parser.add_argument("--num-classes", type=int, default=None, help="default: from the head's weight")
     parser.add_argument("--in-chans", type=int, default=None, help="default: from the stem's weight")
     parser.add_argument("--fold-bn", action="store_true", help="also fold BN into the convs (not a plain-backbone layout)")

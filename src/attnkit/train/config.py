@@ -259,7 +259,12 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     os.replace(tmp, p)
 
 
-def _kv(s: str) -> tuple[str, Any]:
+def parse_kv(s: str) -> tuple[str, Any]:
+    """Parse one ``KEY=VALUE`` flag value; the value through ``ast.literal_eval`` (a plain string if that fails).
+
+    Raises:
+        argparse.ArgumentTypeError: no ``=`` in ``s``.
+    """
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"expected key=value, got {s!r}")
     k, v = s.split("=", 1)
@@ -293,7 +298,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             (et,) = typing.get_args(inner)
             parser.add_argument(flag, nargs="*", type=et, **kw)
         elif origin is dict:
-            parser.add_argument(flag, nargs="*", type=_kv, metavar="KEY=VALUE", **kw)
+            parser.add_argument(flag, nargs="*", type=parse_kv, metavar="KEY=VALUE", **kw)
         else:
             parser.add_argument(flag, type=str if optional else inner, **kw)
 
