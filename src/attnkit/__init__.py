@@ -20,7 +20,7 @@ __all__ = [
     "create_attn", "get_attn", "list_attn", "register_attn",
     "create_model", "list_models", "register_model",
     "profile", "count_params", "measure_latency", "measure_throughput", "compare_latency",
-    "reparameterize_model",
+    "reparameterize_model", "ConnectionScheme", "odeint",
 ]
 
 
@@ -31,6 +31,8 @@ _LAZY = {
     "measure_throughput": ("profile", "measure_throughput"),
     "compare_latency": ("profile", "compare"),
     "reparameterize_model": ("reparam", "reparameterize_model"),
+    "ConnectionScheme": ("search", "ConnectionScheme"),
+    "odeint": ("ode", "odeint"),
 }
 
 
