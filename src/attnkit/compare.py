@@ -10,7 +10,6 @@ reported).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -19,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ._io import atomic_write_csv, atomic_write_text
 
 __all__ = ["Variant", "expand_variants", "run_compare", "format_table"]
 
@@ -142,12 +143,6 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
     return path
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike, latency: bool = True,
                 latency_batch: int = 32, latency_min_run_time: float = 0.5, train: bool = True) -> list[dict[str, Any]]:
     """Train every variant with the same config (data, seed, budget), then profile them side by side.
@@ -222,15 +217,11 @@ def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike
              + (f", train subset {base.train_subset}" if base.train_subset else "")
              + (f", test subset {base.test_subset}" if base.test_subset else ""))
     table = format_table(rows)
-    _atomic_write(out / "compare.md", f"# attnkit compare\n\n{title}\n\n{table}\n\n"
+    atomic_write_text(out / "compare.md", f"# attnkit compare\n\n{title}\n\n{table}\n\n"
                   "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "
                   "final = last epoch. MACs per image at the dataset resolution; latency = median of "
                   f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n")
-    _atomic_write(out / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2))
-    with open(out / "compare.csv.tmp", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(out / "compare.csv.tmp", out / "compare.csv")
+    atomic_write_text(out / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2))
+    atomic_write_csv(out / "compare.csv", list(rows[0].keys()), rows)
     _plot(rows, out / "compare.png", title)
     return rows

@@ -57,6 +57,8 @@ from torch.utils import benchmark
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from ._io import atomic_write_text
+
 __all__ = [
     "count_params",
     "profile",
@@ -985,12 +987,6 @@ def _cell(v: Any) -> Any:
     return json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, stem: str, *,
                   markdown: str | None = None) -> dict[str, Path]:
     """Write rows as ``{stem}.csv``, ``{stem}.json`` and (if given) ``{stem}.md``, atomically.
@@ -1021,13 +1017,12 @@ def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike,
     w.writeheader()
     for r in rows:
         w.writerow({c: _cell(r.get(c)) for c in cols})
-    _atomic_write(paths["csv"], buf.getvalue())
-    _atomic_write(paths["json"], json.dumps([dict(r) for r in rows], indent=1, default=str) + "\n")
+    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["json"], json.dumps([dict(r) for r in rows], indent=1, default=str) + "\n")
     if markdown is not None:
         paths["md"] = out / f"{stem}.md"
-        _atomic_write(paths["md"], markdown.rstrip() + "\n")
+        atomic_write_text(paths["md"], markdown.rstrip() + "\n")
     return paths
-
 
 
 class _CallableModule(types.ModuleType):

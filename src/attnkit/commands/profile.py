@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write_text
 
 __all__ = ["add_arguments", "main", "parse_kwargs"]
 
@@ -152,10 +153,6 @@ def main(args: argparse.Namespace) -> int:
             paths = write_results(rows, args.out_dir, stem, markdown=_rows_markdown(rows))
             print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        path = atomic_write_text(args.json, json.dumps(result, indent=1, default=str) + "\n")
         print(f"wrote {path}")
     return 0

@@ -16,13 +16,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._io import atomic_torch_save
 from ..train.config import parse_kv
 
 __all__ = ["add_arguments", "main", "load_checkpoint_model", "deployed_config"]
@@ -173,10 +173,7 @@ def main(args: argparse.Namespace) -> int:
         y, yd = net(x), deployed(x)
     err = (y - yd).abs().max().item()
     out = args.out or args.checkpoint.with_suffix(".deploy.pt")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(deployed.state_dict(), tmp)
-    os.replace(tmp, out)
+    atomic_torch_save(deployed.state_dict(), out)
     before = _measure(net, size, args.batch_size, args.min_run_time, not args.no_latency)
     after = _measure(deployed, size, args.batch_size, args.min_run_time, not args.no_latency)
     print(f"{'':12}{'params':>12}{'MACs':>16}{'latency (ms)':>15}")

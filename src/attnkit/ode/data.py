@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._io import atomic_torch_save
 from ._solvers import Solver, get_solver
 from .systems import ODESystem
 
@@ -107,13 +108,6 @@ def check_reference(system: ODESystem, traj: Tensor, dt: float, n_check: int = 3
     return worst
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def load_or_make(system: ODESystem, split: str, n_traj: int, *, dt: float | None = None,
                  n_steps: int | None = None, cache_dir: str | os.PathLike | None = None,
                  reference_substeps: int | None = None, seed: int | None = None,
@@ -146,5 +140,5 @@ def load_or_make(system: ODESystem, split: str, n_traj: int, *, dt: float | None
                              reference_substeps=reference_substeps)
     if cache_dir is not None:
         chk = check_reference(system, traj, dt) if cross_check else None
-        _atomic_save({"meta": meta, "traj": traj, "dop853_max_abs_diff": chk}, path)
+        atomic_torch_save({"meta": meta, "traj": traj, "dop853_max_abs_diff": chk}, path)
     return traj

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .._io import atomic_torch_save
 from ._odeint import odeint
 from ._solvers import get_solver
 from .attns import AttNSRecon
@@ -91,13 +92,6 @@ class TrainResult:
     history: list = field(default_factory=list)
     n_pairs: int = 0
     out_dir: str | None = None
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _prepare(solver: CorrectedSolver, system: ODESystem, traj: Tensor, data_fraction: float,
@@ -258,14 +252,14 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
                     fh.write(json.dumps(rec) + "\n")
                 ck = {**meta(snapshot(), done), "optimizer": opt.state_dict(), "rng": gen.get_state(),
                       "history": history, "best_val": best_val, "best_state": best_state}
-                _atomic_save(ck, out / "last.pt")
-                _atomic_save({**meta(best_state, done), "val_mse": best_val}, out / "best.pt")
+                atomic_torch_save(ck, out / "last.pt")
+                atomic_torch_save({**meta(best_state, done), "val_mse": best_val}, out / "best.pt")
         if stop_after is not None and done >= stop_after and done < iterations:
             break
     final_state = snapshot()
     final_val = history[-1].get("val_mse", math.nan) if history else math.nan
     if out is not None and it + 1 == iterations:
-        _atomic_save({**meta(final_state, iterations), "val_mse": final_val}, out / "final.pt")
+        atomic_torch_save({**meta(final_state, iterations), "val_mse": final_val}, out / "final.pt")
     corr.load_state_dict(best_state if best_state is not None else final_state)
     return TrainResult(solver, best_state, final_state, best_val, final_val, history, m,
                        str(out) if out else None)

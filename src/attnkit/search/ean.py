@@ -25,7 +25,6 @@ Deviations:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write_csv, atomic_write_text
 from .controller import RNDBonus, SchemePolicy
 from .scheme import ConnectionScheme
 
@@ -189,26 +189,11 @@ class SearchResult:
         d.mkdir(parents=True, exist_ok=True)
         step_cols = ["step", "loss", "replay_loss", "baseline", "reward", "scheme", "accuracy", "sparsity",
                      "rnd_bonus", "mean_action_prob"]
-        _write_csv(d / "search_log.csv", step_cols, [{k: getattr(r, k) for k in step_cols} for r in self.history])
+        atomic_write_csv(d / "search_log.csv", step_cols, [{k: getattr(r, k) for k in step_cols} for r in self.history])
         samp_cols = [f.name for f in fields(SampleRecord)]
-        _write_csv(d / "search_samples.csv", samp_cols, [asdict(r) for r in self.samples])
-        _atomic_text(d / "search_samples.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.samples))
-        _atomic_text(d / "result.json", json.dumps(self.summary(), indent=2) + "\n")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_csv(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+        atomic_write_csv(d / "search_samples.csv", samp_cols, [asdict(r) for r in self.samples])
+        atomic_write_text(d / "search_samples.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.samples))
+        atomic_write_text(d / "result.json", json.dumps(self.summary(), indent=2) + "\n")
 
 
 def on_policy_loss(log_probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:

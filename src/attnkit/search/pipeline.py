@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_torch_save, atomic_write_text
 from .ean import EANSearch, SearchConfig, SearchResult
 from .scheme import ConnectionScheme
 from .supernet import HoldoutEvaluator, holdout_split, train_supernet
@@ -132,12 +133,6 @@ def build_search_data(cfg: PipelineConfig):
     hold_ds = TensorImageDataset(tr.images[hi], tr.labels[hi], transform=TensorAugment(bundle.mean, bundle.std,
                                                                                        augment=False))
     return bundle, train_ds, hold_ds
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str = "",
@@ -240,7 +235,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         diff = [k for k in keys if old.get(k) != json.loads(json.dumps(cfg.to_dict()))[k]]
         if diff:
             raise ValueError(f"run folder {out} holds a search with different {diff}; use another --out")
-    _atomic_write(cfg_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_text(cfg_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
     log = print if cfg.progress else (lambda *a, **k: None)
     summary: dict[str, Any] = {"out": str(out)}
 
@@ -283,9 +278,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         log(f"[search] resumed controller at step {search.t}/{cfg.search.steps}")
 
     def save_state() -> None:
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save(search.state_dict(), tmp)
-        os.replace(tmp, state_path)
+        atomic_torch_save(search.state_dict(), state_path)
 
     def callback(s: EANSearch, rec) -> None:
         if (rec.step + 1) % max(cfg.checkpoint_every, 1) == 0 or s.t == cfg.search.steps:
@@ -299,7 +292,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     result = search.run(callback=callback)
     save_state()
     result.save(out)
-    _atomic_write(out / "scheme.txt", str(result.scheme) + "\n")
+    atomic_write_text(out / "scheme.txt", str(result.scheme) + "\n")
     summary["search_seconds"] = round(time.time() - t0, 1)
     summary.update(result.summary())
     summary["holdout_top1_selected"] = evaluator(result.scheme)
@@ -320,7 +313,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         t0 = time.time()
         summary["retrain"] = _jsonable(retrain(cfg, result.scheme, out / "retrain"))
         summary["retrain_seconds"] = round(time.time() - t0, 1)
-    _atomic_write(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
     return summary
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import atomic_torch_save
 from .scheme import ConnectionScheme
 
 __all__ = ["holdout_split", "scheme_override", "SupernetWrapper", "train_supernet", "HoldoutEvaluator",
@@ -172,12 +173,6 @@ def evaluate_top1(model: nn.Module, loader: Iterable, scheme=None, device: str |
         model.train(was)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr: float = 0.1,
                    momentum: float = 0.9, weight_decay: float = 1e-4, lr_schedule: str = "constant",
                    p: float = 0.5, seed: int = 0, run_dir: str | os.PathLike | None = None,
@@ -269,7 +264,7 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
         if progress:
             print("[supernet] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
         if ckpt is not None:
-            _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1}, ckpt)
             with open(ckpt.parent / "supernet_log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .._io import atomic_write_text
+
 __all__ = ["TrainConfig", "MODEL_FIELDS", "list_recipes", "load_recipe", "config_from_dict", "load_config",
            "save_config", "add_config_arguments", "resolve_config", "config_diff"]
 
@@ -251,12 +253,7 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write every field of ``config`` as YAML (atomic)."""
-    import os
-
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, p)
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def parse_kv(s: str) -> tuple[str, Any]:

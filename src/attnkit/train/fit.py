@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._io import atomic_torch_save
 from .checkpoint import CheckpointError, check_compatible, make_state, read_checkpoint, set_rng_state
 from .config import TrainConfig, save_config
 from .engine import Engine
@@ -158,9 +159,7 @@ def _save_weights(model: nn.Module, run_dir: Path) -> str:
     try:
         from safetensors.torch import save_file
     except ImportError:
-        tmp = run_dir / "model.pt.tmp"
-        torch.save(sd, tmp)
-        os.replace(tmp, run_dir / "model.pt")
+        atomic_torch_save(sd, run_dir / "model.pt")
         return "model.pt"
     tmp = run_dir / "model.safetensors.tmp"
     save_file(sd, str(tmp))

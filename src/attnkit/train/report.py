@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write_csv, atomic_write_text
+
 __all__ = ["FIXED_COLUMNS", "MetricsWriter", "read_metrics", "write_json", "write_report", "plot_curves"]
 
 FIXED_COLUMNS = ("epoch", "global_step", "lr", "train_loss", "train_top1", "eval_loss", "eval_top1", "eval_top5",
@@ -26,10 +28,7 @@ def read_metrics(path: str | Path) -> list[dict[str, str]]:
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomic JSON write (tmp file + ``os.replace``)."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, p)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 class MetricsWriter:
@@ -64,12 +63,7 @@ class MetricsWriter:
             self._rewrite([])
 
     def _rewrite(self, rows: list[list[str]]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            w.writerows(rows)
-        os.replace(tmp, self.path)
+        atomic_write_csv(self.path, self.columns, rows)
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row (missing keys stay empty) and flush it to disk."""
