@@ -36,12 +36,14 @@ def env_metadata(device: str | torch.device = "cpu", num_threads: int | None = N
         A JSON-serialisable dict.
     """
     env = environment(device)
-    env.update({
-        "num_threads": int(num_threads if num_threads is not None else torch.get_num_threads()),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    })
+    env.update(
+        {
+            "num_threads": int(num_threads if num_threads is not None else torch.get_num_threads()),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        }
+    )
     return env
 
 
@@ -55,8 +57,9 @@ def fmt_ratio(v: float | None, digits: int = 3) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]],
-                   columns: Sequence[tuple[str, str, Callable[[Any], str] | None]]) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, Callable[[Any], str] | None]]
+) -> str:
     """A markdown table.
 
     Args:
@@ -66,19 +69,24 @@ def markdown_table(rows: Sequence[Mapping[str, Any]],
     Returns:
         The table text (header, separator, one line per row).
     """
+
     def cell(fn, v):
         if fn is not None:
             return fn(v)
         return "—" if v is None else str(v)
 
-    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines = [
+        "| " + " | ".join(h for h, _, _ in columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
     for r in rows:
         lines.append("| " + " | ".join(cell(fn, r.get(k)) for _, k, fn in columns) + " |")
     return "\n".join(lines)
 
 
-def write_outputs(rows: Sequence[Mapping[str, Any]], stem: str, markdown: str,
-                  out_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+def write_outputs(
+    rows: Sequence[Mapping[str, Any]], stem: str, markdown: str, out_dir: str | os.PathLike | None = None
+) -> dict[str, Path]:
     """Write ``{stem}.csv``, ``{stem}.json`` (the same rows) and ``{stem}.md`` atomically.
 
     Args:

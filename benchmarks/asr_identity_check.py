@@ -40,18 +40,28 @@ def main() -> None:
     dep.load_state_dict(plain.state_dict())
     rows = []
     for t in a.threads:
-        r = compare({"plain": plain, "plain_copy": copy.deepcopy(plain), "asr_deployed": dep},
-                    (a.batch, 3, 32, 32), rounds=a.rounds, min_run_time=a.min_run_time, num_threads=t)
+        r = compare(
+            {"plain": plain, "plain_copy": copy.deepcopy(plain), "asr_deployed": dep},
+            (a.batch, 3, 32, 32),
+            rounds=a.rounds,
+            min_run_time=a.min_run_time,
+            num_threads=t,
+        )
         rows.append({"threads": t, **{k: round(v, 4) for k, v in r.ratios.items()}})
         print(rows[-1])
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "asr_identity_check.json").write_text(json.dumps({"same_module_types": same, "rows": rows,
-                                                               "batch": a.batch, "rounds": a.rounds}, indent=2))
+    (a.out / "asr_identity_check.json").write_text(
+        json.dumps({"same_module_types": same, "rows": rows, "batch": a.batch, "rounds": a.rounds}, indent=2)
+    )
     md = ["| threads | plain | plain copy | ASR(SE) deployed |", "|---|---|---|---|"]
-    md += [f"| {r['threads']} | {r['plain']:.3f} | {r['plain_copy']:.3f} | {r['asr_deployed']:.3f} |" for r in rows]
+    md += [
+        f"| {r['threads']} | {r['plain']:.3f} | {r['plain_copy']:.3f} | {r['asr_deployed']:.3f} |"
+        for r in rows
+    ]
     (a.out / "asr_identity_check.md").write_text(
         f"# Deployed ASR(SE) vs plain ResNet-164 (batch {a.batch}, 32×32, {a.rounds} interleaved rounds)\n\n"
-        f"Same module types: {same}. Latency ratios to plain:\n\n" + "\n".join(md) + "\n")
+        f"Same module types: {same}. Latency ratios to plain:\n\n" + "\n".join(md) + "\n"
+    )
 
 
 if __name__ == "__main__":

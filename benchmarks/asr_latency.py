@@ -34,7 +34,8 @@ def _models(name: str, num_classes: int) -> dict[str, torch.nn.Module]:
         "se": attnkit.create_model(name, attn="se", **kw).eval(),
         "asr(se) deployed": reparameterize_model(attnkit.create_model(name, attn="asr", **kw)),
         "asr(se)+se deployed": reparameterize_model(
-            attnkit.create_model(name, attn="se", last_norm_layer=asr_norm_layer("se"), **kw)),
+            attnkit.create_model(name, attn="se", last_norm_layer=asr_norm_layer("se"), **kw)
+        ),
         "asr(se) train-form": attnkit.create_model(name, attn="asr", **kw).eval(),
     }
 
@@ -49,22 +50,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--r50-batch", type=int, default=None, help="resnet50 batch (default 8; 1 with --quick)")
     p.add_argument("--r50-size", type=int, default=224, help="resnet50 input size (224)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (10; 5 with --quick)")
-    p.add_argument("--min-run-time", type=float, default=None, help="seconds per model in total (10; 2.5 quick)")
+    p.add_argument(
+        "--min-run-time", type=float, default=None, help="seconds per model in total (10; 2.5 quick)"
+    )
     a = p.parse_args(argv)
     torch.manual_seed(0)
     r50b = a.r50_batch or (1 if a.quick else 8)
-    cases = [("resnet164", 100, (a.r164_batch, 3, 32, 32)), ("resnet50", 1000, (r50b, 3, a.r50_size, a.r50_size))]
+    cases = [
+        ("resnet164", 100, (a.r164_batch, 3, 32, 32)),
+        ("resnet50", 1000, (r50b, 3, a.r50_size, a.r50_size)),
+    ]
     rounds, mrt = (5, 2.5) if a.quick else (10, 10.0)
     rounds, mrt = a.rounds or rounds, a.min_run_time or mrt
     results, lines, ok = [], ["# ASR latency (ratios to plain, interleaved in one run)", ""], True
     for name, nc, size in cases:
-        rep = compare(_models(name, nc), size, rounds=rounds, min_run_time=mrt, warmup=3,
-                                      num_threads=a.threads)
+        rep = compare(
+            _models(name, nc), size, rounds=rounds, min_run_time=mrt, warmup=3, num_threads=a.threads
+        )
         lines += [f"## {name}, input {tuple(size)}", "", rep.to_markdown(), ""]
         for row in rep.rows():
-            results.append({"model": name, "input": list(size), "variant": row["name"], "ratio": row["ratio"],
-                            "median_ms": row["median_ms"], "iqr_ms": row["iqr_ms"], "params": row["params"],
-                            "macs": row["macs"], "num_threads": row["num_threads"], "device": row["device_name"]})
+            results.append(
+                {
+                    "model": name,
+                    "input": list(size),
+                    "variant": row["name"],
+                    "ratio": row["ratio"],
+                    "median_ms": row["median_ms"],
+                    "iqr_ms": row["iqr_ms"],
+                    "params": row["params"],
+                    "macs": row["macs"],
+                    "num_threads": row["num_threads"],
+                    "device": row["device_name"],
+                }
+            )
         r = rep.ratios["asr(se) deployed"]
         ok &= r <= a.max_ratio
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in rep.ratios.items()), flush=True)

@@ -82,20 +82,39 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
             continue
         kind = get_attn(attn).kind if attn else "—"
         models[label] = model
-        info[label] = {"attn": attn, "kind": kind, "form": "train-time", "params": rep.params_total, "macs": rep.macs}
+        info[label] = {
+            "attn": attn,
+            "kind": kind,
+            "form": "train-time",
+            "params": rep.params_total,
+            "macs": rep.macs,
+        }
         dep = _deployed(model) if attn else None
         if dep is not None:
             drep = profile(dep, size)
             models[f"{label} (deployed)"] = dep
-            info[f"{label} (deployed)"] = {"attn": attn, "kind": kind, "form": "deployed",
-                                           "params": drep.params_total, "macs": drep.macs}
-        print(f"  {bb.name:9s} {label:18s} params {rep.params_total:>11,d}  MACs {rep.macs:>14,d}", flush=True)
+            info[f"{label} (deployed)"] = {
+                "attn": attn,
+                "kind": kind,
+                "form": "deployed",
+                "params": drep.params_total,
+                "macs": drep.macs,
+            }
+        print(
+            f"  {bb.name:9s} {label:18s} params {rep.params_total:>11,d}  MACs {rep.macs:>14,d}", flush=True
+        )
     min_run = args.min_run_time if args.min_run_time is not None else (1.2 if args.quick else 3.0)
     rounds = args.rounds or (6 if args.quick else 8)
     warmup = 2 if args.quick else 10
     t0 = time.perf_counter()
-    timing = dict(rounds=rounds, min_run_time=min_run, warmup=warmup, num_threads=args.threads,
-                  precision=args.precision, channels_last=args.channels_last)
+    timing = dict(
+        rounds=rounds,
+        min_run_time=min_run,
+        warmup=warmup,
+        num_threads=args.threads,
+        precision=args.precision,
+        channels_last=args.channels_last,
+    )
     shape = (batch, *size)
     res: dict[str, dict[str, Any]] = {}
     if args.grouping == "all":
@@ -117,19 +136,48 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
     rows = []
     for label, meta in info.items():
         r = res[label]
-        rows.append({
-            "backbone": bb.name, "input": f"{bb.img}x{bb.img}", "num_classes": bb.num_classes, "variant": label,
-            "attn": meta["attn"], "kind": meta["kind"], "form": meta["form"],
-            "params": meta["params"], "params_delta": meta["params"] - base["params"],
-            "params_ratio": meta["params"] / base["params"],
-            "macs": meta["macs"], "flops": 2 * meta["macs"], "macs_delta": meta["macs"] - base["macs"],
-            "macs_ratio": meta["macs"] / base["macs"],
-            "batch": batch, "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"], "n": r["n"],
-            "images_per_s": r["samples_per_s"], "latency_ratio": r["ratio"],
-            "first_call_ms": r["first_call_ms"], "rounds": rounds, "min_run_time_s": min_run,
-            **{k: r[k] for k in ("precision", "memory_format", "compile", "device_type", "device_name", "num_threads",
-                                 "torch_version", "attnkit_version", "python_version", "timestamp_utc")},
-        })
+        rows.append(
+            {
+                "backbone": bb.name,
+                "input": f"{bb.img}x{bb.img}",
+                "num_classes": bb.num_classes,
+                "variant": label,
+                "attn": meta["attn"],
+                "kind": meta["kind"],
+                "form": meta["form"],
+                "params": meta["params"],
+                "params_delta": meta["params"] - base["params"],
+                "params_ratio": meta["params"] / base["params"],
+                "macs": meta["macs"],
+                "flops": 2 * meta["macs"],
+                "macs_delta": meta["macs"] - base["macs"],
+                "macs_ratio": meta["macs"] / base["macs"],
+                "batch": batch,
+                "median_ms": r["median_ms"],
+                "iqr_ms": r["iqr_ms"],
+                "n": r["n"],
+                "images_per_s": r["samples_per_s"],
+                "latency_ratio": r["ratio"],
+                "first_call_ms": r["first_call_ms"],
+                "rounds": rounds,
+                "min_run_time_s": min_run,
+                **{
+                    k: r[k]
+                    for k in (
+                        "precision",
+                        "memory_format",
+                        "compile",
+                        "device_type",
+                        "device_name",
+                        "num_threads",
+                        "torch_version",
+                        "attnkit_version",
+                        "python_version",
+                        "timestamp_utc",
+                    )
+                },
+            }
+        )
     return rows
 
 
@@ -150,16 +198,29 @@ COLUMNS = [
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small batch, few short rounds (a few minutes on 2 cores)")
+    p.add_argument(
+        "--quick", action="store_true", help="small batch, few short rounds (a few minutes on 2 cores)"
+    )
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
-    p.add_argument("--attn", nargs="+", default=None, help="modules to include (default: every registered one)")
+    p.add_argument(
+        "--attn", nargs="+", default=None, help="modules to include (default: every registered one)"
+    )
     p.add_argument("--batch", type=int, default=None, help="override the timing batch of every backbone")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for timing (default 1)")
-    p.add_argument("--min-run-time", type=float, default=None, help="timed seconds per model, all rounds (default 3; quick 1.2)")
+    p.add_argument(
+        "--min-run-time",
+        type=float,
+        default=None,
+        help="timed seconds per model, all rounds (default 3; quick 1.2)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8; quick 6)")
-    p.add_argument("--grouping", choices=["pair", "all"], default="pair",
-                   help="pair: time plain vs each module (and its deployed form) interleaved, module by module "
-                        "(short rounds, default); all: every model of a backbone in one interleaved comparison")
+    p.add_argument(
+        "--grouping",
+        choices=["pair", "all"],
+        default="pair",
+        help="pair: time plain vs each module (and its deployed form) interleaved, module by module "
+        "(short rounds, default); all: every model of a backbone in one interleaved comparison",
+    )
     p.add_argument("--precision", default="32-true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--out-dir", default=None, help="default benchmarks/results/")
@@ -170,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown attention modules {unknown}; registered: {', '.join(list_attn())}")
     env = env_metadata("cpu", args.threads)
-    print(f"attention cost: {len(attns)} modules × {args.backbones}, {args.threads} thread(s), "
-          f"{env['device_name']}, torch {env['torch_version']}", flush=True)
+    print(
+        f"attention cost: {len(attns)} modules × {args.backbones}, {args.threads} thread(s), "
+        f"{env['device_name']}, torch {env['torch_version']}",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     sections = []
     for name in args.backbones:
@@ -179,25 +243,33 @@ def main(argv: list[str] | None = None) -> int:
         bb_rows = run_backbone(bb, attns, args)
         rows += bb_rows
         b = bb_rows[0]
-        sections.append(f"### {bb.name}, {bb.img}×{bb.img}, {bb.num_classes} classes, batch {b['batch']}\n\n"
-                        + markdown_table(bb_rows, COLUMNS))
-    stem = "attention_cost-" + result_filename(precision=args.precision, channels_last=args.channels_last,
-                                               device="cpu")[: -len(".csv")]
+        sections.append(
+            f"### {bb.name}, {bb.img}×{bb.img}, {bb.num_classes} classes, batch {b['batch']}\n\n"
+            + markdown_table(bb_rows, COLUMNS)
+        )
+    stem = (
+        "attention_cost-"
+        + result_filename(precision=args.precision, channels_last=args.channels_last, device="cpu")[
+            : -len(".csv")
+        ]
+    )
     r0 = rows[0]
-    md = "\n\n".join([
-        "## Attention module cost (params, MACs, latency) relative to the plain backbone",
-        f"{r0['device_name']}, {r0['num_threads']} thread(s), torch {r0['torch_version']}, {r0['precision']}, "
-        f"{r0['memory_format']}, eager; {r0['rounds']} interleaved rounds of {r0['min_run_time_s']} s per model in "
-        f"total, grouping `{args.grouping}`; `{env['command']}`, {r0['timestamp_utc']}.",
-        *sections,
-        "MACs and FLOPs per image by torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 × MACs; BN, activations, "
-        "pooling and element-wise gating are not counted, which is why a gate can be nearly free in MACs and "
-        "still cost latency). Latency ratio = median over rounds of the per-round median time divided by the "
-        "plain backbone's, measured interleaved in one process (grouping `pair`: each module against its own "
-        "interleaved plain baseline; the plain row shows the median baseline); only these ratios are "
-        "comparable, absolute times on a shared CPU are not. \"(deployed)\" rows are the re-parameterised "
-        "form; a deployed form identical to the plain net shows the noise level of the run.",
-    ])
+    md = "\n\n".join(
+        [
+            "## Attention module cost (params, MACs, latency) relative to the plain backbone",
+            f"{r0['device_name']}, {r0['num_threads']} thread(s), torch {r0['torch_version']}, {r0['precision']}, "
+            f"{r0['memory_format']}, eager; {r0['rounds']} interleaved rounds of {r0['min_run_time_s']} s per model in "
+            f"total, grouping `{args.grouping}`; `{env['command']}`, {r0['timestamp_utc']}.",
+            *sections,
+            "MACs and FLOPs per image by torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 × MACs; BN, activations, "
+            "pooling and element-wise gating are not counted, which is why a gate can be nearly free in MACs and "
+            "still cost latency). Latency ratio = median over rounds of the per-round median time divided by the "
+            "plain backbone's, measured interleaved in one process (grouping `pair`: each module against its own "
+            "interleaved plain baseline; the plain row shows the median baseline); only these ratios are "
+            'comparable, absolute times on a shared CPU are not. "(deployed)" rows are the re-parameterised '
+            "form; a deployed form identical to the plain net shows the noise level of the run.",
+        ]
+    )
     paths = write_outputs(rows, stem, md, args.out_dir)
     print()
     print(md)

@@ -43,13 +43,13 @@ __all__ = ["OFFICIAL", "METHODS", "run_table", "main"]
 OFFICIAL: dict[str, dict[str, tuple[float | None, float | None]]] = {
     "cifar100": {
         "plain": (None, None),
-        "se": (None, 75.30),          # LSAS README (SE in all blocks)
-        "dia": (73.43, 76.67),        # DIANet README, mean of 5 runs, 180 epochs
-        "iebn": (74.29, 77.09),       # IEBN README
-        "spem": (74.30, 76.31),       # SPEM README
-        "sem": (74.30, 76.76),        # SEM README
-        "lsas": (75.30, 76.47),       # LSAS README: baseline = SE everywhere; LSAS in the last stage
-        "ras": (74.40, 76.74),        # RAS README, mean ± 0.34 / ± 0.24
+        "se": (None, 75.30),  # LSAS README (SE in all blocks)
+        "dia": (73.43, 76.67),  # DIANet README, mean of 5 runs, 180 epochs
+        "iebn": (74.29, 77.09),  # IEBN README
+        "spem": (74.30, 76.31),  # SPEM README
+        "sem": (74.30, 76.76),  # SEM README
+        "lsas": (75.30, 76.47),  # LSAS README: baseline = SE everywhere; LSAS in the last stage
+        "ras": (74.40, 76.74),  # RAS README, mean ± 0.34 / ± 0.24
     },
     "cifar10": {
         "plain": (None, None),
@@ -66,23 +66,60 @@ OFFICIAL: dict[str, dict[str, tuple[float | None, float | None]]] = {
 METHODS = ("plain", "se", "dia", "iebn", "spem", "sem", "lsas", "ras")
 
 
-def _config(method: str, dataset: str, budget: str, out: Path, data_dir: str, seed: int, epochs: int | None,
-            subset: int | None) -> TrainConfig:
+def _config(
+    method: str,
+    dataset: str,
+    budget: str,
+    out: Path,
+    data_dir: str,
+    seed: int,
+    epochs: int | None,
+    subset: int | None,
+) -> TrainConfig:
     attn = None if method == "plain" else method
-    kw: dict[str, Any] = {"attn": attn, "seed": seed, "out_dir": str(out / budget),
-                          "run_name": f"{dataset}-{method}-s{seed}", "resume": "auto", "progress": "none",
-                          "data_dir": data_dir}
+    kw: dict[str, Any] = {
+        "attn": attn,
+        "seed": seed,
+        "out_dir": str(out / budget),
+        "run_name": f"{dataset}-{method}-s{seed}",
+        "resume": "auto",
+        "progress": "none",
+        "data_dir": data_dir,
+    }
     if budget == "paper":
-        kw.update(model="resnet164", dataset=dataset, batch_size=128, eval_batch_size=100, lr=0.1, momentum=0.9,
-                  weight_decay=1e-4, wd_mode="all", scheduler="step", gamma=0.1,
-                  epochs=180 if method == "dia" else 164, milestones=[60, 120] if method == "dia" else [81, 122])
+        kw.update(
+            model="resnet164",
+            dataset=dataset,
+            batch_size=128,
+            eval_batch_size=100,
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            wd_mode="all",
+            scheduler="step",
+            gamma=0.1,
+            epochs=180 if method == "dia" else 164,
+            milestones=[60, 120] if method == "dia" else [81, 122],
+        )
         if method == "lsas":
             kw["scheme"] = lsas_official_scheme((18, 18, 18))
     else:
         e = epochs or 3
-        kw.update(model="resnet20", dataset="fashion-mnist", batch_size=64, eval_batch_size=256, lr=0.05,
-                  weight_decay=5e-4, scheduler="cosine", epochs=e, train_subset=subset or 2000,
-                  test_subset=1000, accelerator="cpu", workers=0, augment=False)
+        kw.update(
+            model="resnet20",
+            dataset="fashion-mnist",
+            batch_size=64,
+            eval_batch_size=256,
+            lr=0.05,
+            weight_decay=5e-4,
+            scheduler="cosine",
+            epochs=e,
+            train_subset=subset or 2000,
+            test_subset=1000,
+            accelerator="cpu",
+            workers=0,
+            augment=False,
+        )
         if method == "lsas":
             kw["scheme"] = lsas_official_scheme((3, 3, 3))
     if epochs is not None:
@@ -90,8 +127,16 @@ def _config(method: str, dataset: str, budget: str, out: Path, data_dir: str, se
     return TrainConfig(**kw)
 
 
-def run_table(methods, datasets, budget: str, out: Path, data_dir: str, seed: int = 0, epochs: int | None = None,
-              subset: int | None = None) -> list[dict[str, Any]]:
+def run_table(
+    methods,
+    datasets,
+    budget: str,
+    out: Path,
+    data_dir: str,
+    seed: int = 0,
+    epochs: int | None = None,
+    subset: int | None = None,
+) -> list[dict[str, Any]]:
     """Train (or read back) every (dataset, method) and return the table rows.
 
     Returns:
@@ -109,12 +154,21 @@ def run_table(methods, datasets, budget: str, out: Path, data_dir: str, seed: in
                 print(f"[cifar_table] training {cfg.run_dir}", flush=True)
                 summary = fit(cfg)
             base, off = OFFICIAL.get(ds, {}).get(method, (None, None)) if budget == "paper" else (None, None)
-            rows.append({
-                "dataset": cfg.dataset, "model": cfg.model, "method": method, "scheme": cfg.scheme,
-                "params": summary.get("params"), "best_top1": summary.get("best_eval_top1"),
-                "best_epoch": summary.get("best_epoch"), "final_top1": summary.get("final_eval_top1"),
-                "epochs": cfg.epochs, "official_baseline": base, "official": off,
-            })
+            rows.append(
+                {
+                    "dataset": cfg.dataset,
+                    "model": cfg.model,
+                    "method": method,
+                    "scheme": cfg.scheme,
+                    "params": summary.get("params"),
+                    "best_top1": summary.get("best_eval_top1"),
+                    "best_epoch": summary.get("best_epoch"),
+                    "final_top1": summary.get("final_eval_top1"),
+                    "epochs": cfg.epochs,
+                    "official_baseline": base,
+                    "official": off,
+                }
+            )
             _write(rows, out, budget)
     return rows
 
@@ -150,9 +204,11 @@ def _write(rows: list[dict[str, Any]], out: Path, budget: str) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['method']} | {_fmt(r['params'])} | "
-                     f"{_fmt(r['best_top1'])} ({_fmt(r['best_epoch'])}) | {_fmt(r['final_top1'])} | "
-                     f"{_fmt(r['official_baseline'])} | {_fmt(r['official'])} |")
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['method']} | {_fmt(r['params'])} | "
+            f"{_fmt(r['best_top1'])} ({_fmt(r['best_epoch'])}) | {_fmt(r['final_top1'])} | "
+            f"{_fmt(r['official_baseline'])} | {_fmt(r['official'])} |"
+        )
     atomic(stem.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
@@ -160,7 +216,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", choices=("cpu", "paper"), default="cpu")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--datasets", nargs="+", default=None, help="paper budget: cifar10 cifar100 (default both)")
+    p.add_argument(
+        "--datasets", nargs="+", default=None, help="paper budget: cifar10 cifar100 (default both)"
+    )
     p.add_argument("--data-dir", default="data")
     p.add_argument("--out", default="runs/cifar_table")
     p.add_argument("--seed", type=int, default=0)

@@ -64,8 +64,15 @@ def main() -> None:
         data = build(args.dataset, train_subset=args.batch_size * (args.steps + 1))
     except FileNotFoundError:
         data = build("digits")
-    cfg = TrainConfig(model=args.model, attn=args.attn, dataset=data.name, batch_size=args.batch_size, workers=0,
-                      lr=0.01, milestones=[])
+    cfg = TrainConfig(
+        model=args.model,
+        attn=args.attn,
+        dataset=data.name,
+        batch_size=args.batch_size,
+        workers=0,
+        lr=0.01,
+        milestones=[],
+    )
     torch.manual_seed(0)
     base = create_model(args.model, num_classes=data.num_classes, in_chans=data.in_chans, attn=args.attn)
 
@@ -79,7 +86,9 @@ def main() -> None:
     # plain PyTorch: same model copy, same optimizer settings, same sampler type and batch
     m_p = copy.deepcopy(base)
     opt_p = build_optimizer(m_p, cfg)
-    loader_p = DataLoader(data.train, batch_size=args.batch_size, sampler=TrainSampler(len(data.train), seed=0))
+    loader_p = DataLoader(
+        data.train, batch_size=args.batch_size, sampler=TrainSampler(len(data.train), seed=0)
+    )
 
     def run_attnkit() -> float:
         t = time.perf_counter()
@@ -97,21 +106,38 @@ def main() -> None:
         a.append(run_attnkit())
         p.append(run_plain())
     ratio = statistics.median(a) / statistics.median(p)
-    res = {"model": args.model, "attn": args.attn, "dataset": data.name, "img_size": list(data.img_size),
-           "batch_size": args.batch_size, "steps_per_repeat": args.steps, "repeats": args.repeats,
-           "threads": args.threads, "attnkit_images_per_s": a, "plain_images_per_s": p,
-           "attnkit_median_images_per_s": statistics.median(a), "plain_median_images_per_s": statistics.median(p),
-           "ratio_attnkit_over_plain": ratio, "target_ratio": 0.97, "torch": str(torch.__version__),
-           "platform": platform.platform(), "device": "cpu"}
+    res = {
+        "model": args.model,
+        "attn": args.attn,
+        "dataset": data.name,
+        "img_size": list(data.img_size),
+        "batch_size": args.batch_size,
+        "steps_per_repeat": args.steps,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "attnkit_images_per_s": a,
+        "plain_images_per_s": p,
+        "attnkit_median_images_per_s": statistics.median(a),
+        "plain_median_images_per_s": statistics.median(p),
+        "ratio_attnkit_over_plain": ratio,
+        "target_ratio": 0.97,
+        "torch": str(torch.__version__),
+        "platform": platform.platform(),
+        "device": "cpu",
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_overhead.json").write_text(json.dumps(res, indent=2) + "\n")
-    md = ["| loop | median images/s | repeats |", "|---|---|---|",
-          f"| attnkit (Engine + Fabric + train_one_epoch) | {statistics.median(a):.1f} | {args.repeats} |",
-          f"| plain PyTorch | {statistics.median(p):.1f} | {args.repeats} |", "",
-          f"Ratio attnkit / plain: **{ratio:.3f}** (target >= 0.97). {args.model}+{args.attn} on {data.name} "
-          f"{data.img_size[0]}x{data.img_size[1]}, batch {args.batch_size}, {args.steps} steps per repeat, "
-          f"interleaved, {args.threads} thread(s), CPU, fp32, torch {torch.__version__}."]
+    md = [
+        "| loop | median images/s | repeats |",
+        "|---|---|---|",
+        f"| attnkit (Engine + Fabric + train_one_epoch) | {statistics.median(a):.1f} | {args.repeats} |",
+        f"| plain PyTorch | {statistics.median(p):.1f} | {args.repeats} |",
+        "",
+        f"Ratio attnkit / plain: **{ratio:.3f}** (target >= 0.97). {args.model}+{args.attn} on {data.name} "
+        f"{data.img_size[0]}x{data.img_size[1]}, batch {args.batch_size}, {args.steps} steps per repeat, "
+        f"interleaved, {args.threads} thread(s), CPU, fp32, torch {torch.__version__}.",
+    ]
     (out / "engine_overhead.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -47,6 +47,7 @@ def _compiled_rollout(solver, system, y0: torch.Tensor, n: int, h: float, k: int
                 y = step(y)
             out.append(y)
         return torch.stack(out)
+
     run()  # compile outside the timed region
     return run
 
@@ -61,8 +62,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default="runs/ode/data")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--tag", default="ode_cost")
-    ap.add_argument("--compile", action="store_true",
-                    help="fuse each fixed-step method's whole step with torch.compile (both sides)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="fuse each fixed-step method's whole step with torch.compile (both sides)",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     solver, system, ck = load_checkpoint(a.ckpt)
@@ -77,51 +81,100 @@ def main() -> None:
             pred, sec = _time(_compiled_rollout(solver, system, y0, n, dt, 1), a.repeats)
         else:
             pred, sec = _time(lambda: odeint(system, y0, t, method=solver), a.repeats)
-        rows.append({"method": f"{ck['corrector_config']['kind']} + {solver.base_name}", "family": "corrected",
-                     "setting": f"h={dt:g}", "mse": trajectory_mse(pred, test), "nfe_per_traj": n * solver.nfe,
-                     "seconds": sec})
+        rows.append(
+            {
+                "method": f"{ck['corrector_config']['kind']} + {solver.base_name}",
+                "family": "corrected",
+                "setting": f"h={dt:g}",
+                "mse": trajectory_mse(pred, test),
+                "nfe_per_traj": n * solver.nfe,
+                "seconds": sec,
+            }
+        )
         for k in [int(x) for x in a.ks.split(",")]:
             h = dt / k
             if a.compile:
                 p, s = _time(_compiled_rollout(solver.base, system, y0, n, h, k), a.repeats)
             else:
-                p, s = _time(lambda h=h: odeint(system, y0, t, method=solver.base_name,
-                                                options={"step_size": h}), a.repeats)
-            rows.append({"method": solver.base_name, "family": "rk4", "setting": f"h={h:g}",
-                         "mse": trajectory_mse(p, test), "nfe_per_traj": n * k * solver.nfe, "seconds": s})
+                p, s = _time(
+                    lambda h=h: odeint(system, y0, t, method=solver.base_name, options={"step_size": h}),
+                    a.repeats,
+                )
+            rows.append(
+                {
+                    "method": solver.base_name,
+                    "family": "rk4",
+                    "setting": f"h={h:g}",
+                    "mse": trajectory_mse(p, test),
+                    "nfe_per_traj": n * k * solver.nfe,
+                    "seconds": s,
+                }
+            )
         for rtol in [float(x) for x in a.rtols.split(",")]:
             (p, nf), s = _time(lambda r=rtol: dop853_ensemble(system, y0, t.numpy(), r), a.repeats)
-            rows.append({"method": "DOP853 (scipy)", "family": "dop853", "setting": f"rtol={rtol:g}",
-                         "mse": trajectory_mse(p, test), "nfe_per_traj": nf, "seconds": s})
+            rows.append(
+                {
+                    "method": "DOP853 (scipy)",
+                    "family": "dop853",
+                    "setting": f"rtol={rtol:g}",
+                    "mse": trajectory_mse(p, test),
+                    "nfe_per_traj": nf,
+                    "seconds": s,
+                }
+            )
     corr = rows[0]
-    result = {"ckpt": a.ckpt, "compiled": a.compile, "system": system.name, "n_traj": a.n_traj, "n_steps": n, "dt": dt,
-              "threads": 1, "rows": rows, "speedup_at_equal_error": {}}
+    result = {
+        "ckpt": a.ckpt,
+        "compiled": a.compile,
+        "system": system.name,
+        "n_traj": a.n_traj,
+        "n_steps": n,
+        "dt": dt,
+        "threads": 1,
+        "rows": rows,
+        "speedup_at_equal_error": {},
+    }
     for fam in ("rk4", "dop853"):
         ok = [r for r in rows if r["family"] == fam and r["mse"] <= corr["mse"]]
         if ok:
             best = min(ok, key=lambda r: r["seconds"])
-            result["speedup_at_equal_error"][fam] = {"setting": best["setting"], "mse": best["mse"],
-                                                     "ratio": best["seconds"] / corr["seconds"]}
+            result["speedup_at_equal_error"][fam] = {
+                "setting": best["setting"],
+                "mse": best["mse"],
+                "ratio": best["seconds"] / corr["seconds"],
+            }
         else:
-            result["speedup_at_equal_error"][fam] = {"setting": None, "ratio": None,
-                                                     "note": "no measured setting reached the corrected error"}
+            result["speedup_at_equal_error"][fam] = {
+                "setting": None,
+                "ratio": None,
+                "note": "no measured setting reached the corrected error",
+            }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{a.tag}.json").write_text(json.dumps(result, indent=2))
-    md = [f"# Cost at equal error: {system.name}, {a.n_traj} trajectories x {n} steps (1 thread, float64 state"
-          f"{', fixed steps fused with torch.compile' if a.compile else ', eager'})",
-          "", "| method | setting | trajectory MSE | NFE / traj | wall-clock (s) |", "|---|---|---|---|---|"]
-    md += [f"| {r['method']} | {r['setting']} | {r['mse']:.3g} | {r['nfe_per_traj']} | {r['seconds']:.3g} |"
-           for r in rows]
+    md = [
+        f"# Cost at equal error: {system.name}, {a.n_traj} trajectories x {n} steps (1 thread, float64 state"
+        f"{', fixed steps fused with torch.compile' if a.compile else ', eager'})",
+        "",
+        "| method | setting | trajectory MSE | NFE / traj | wall-clock (s) |",
+        "|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['method']} | {r['setting']} | {r['mse']:.3g} | {r['nfe_per_traj']} | {r['seconds']:.3g} |"
+        for r in rows
+    ]
     md.append("")
     for fam, v in result["speedup_at_equal_error"].items():
         if v["ratio"] is None:
             md.append(f"- {fam}: {v['note']}")
         else:
-            md.append(f"- {fam} at equal error ({v['setting']}, MSE {v['mse']:.3g}): corrected solver is "
-                      f"{v['ratio']:.2f}x faster" if v["ratio"] >= 1 else
-                      f"- {fam} at equal error ({v['setting']}, MSE {v['mse']:.3g}): {fam} is "
-                      f"{1 / v['ratio']:.2f}x faster than the corrected solver")
+            md.append(
+                f"- {fam} at equal error ({v['setting']}, MSE {v['mse']:.3g}): corrected solver is "
+                f"{v['ratio']:.2f}x faster"
+                if v["ratio"] >= 1
+                else f"- {fam} at equal error ({v['setting']}, MSE {v['mse']:.3g}): {fam} is "
+                f"{1 / v['ratio']:.2f}x faster than the corrected solver"
+            )
     (out / f"{a.tag}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -39,7 +39,9 @@ def test_streaming_matches_direct_std(images):
     m = attnkit.create_model("resnet20", attn="se").eval()
     layer = attention_layers(m)[4]
     rows = []
-    h = m.get_submodule(layer).register_forward_hook(lambda mod, a, o: rows.append(module_gate(mod, a[0]).flatten(1)))
+    h = m.get_submodule(layer).register_forward_hook(
+        lambda mod, a, o: rows.append(module_gate(mod, a[0]).flatten(1))
+    )
     with torch.no_grad():
         m(images)
     h.remove()

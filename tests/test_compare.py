@@ -23,8 +23,19 @@ def test_expand_variants_schemes():
 
 
 def test_format_table_has_best_and_final_and_separate_labels():
-    rows = [{"variant": "none", "best_top1": 90.0, "best_epoch": 3, "final_top1": 89.5, "params": 100,
-             "params_delta": 0, "macs": 2_000_000, "latency_ms": 1.0, "latency_ratio": 1.0}]
+    rows = [
+        {
+            "variant": "none",
+            "best_top1": 90.0,
+            "best_epoch": 3,
+            "final_top1": 89.5,
+            "params": 100,
+            "params_delta": 0,
+            "macs": 2_000_000,
+            "latency_ms": 1.0,
+            "latency_ratio": 1.0,
+        }
+    ]
     t = format_table(rows)
     assert "best top-1" in t and "final top-1" in t and "MACs (M)" in t
     assert "| none | 90.00 (3) | 89.50 |" in t
@@ -34,9 +45,27 @@ def test_format_table_has_best_and_final_and_separate_labels():
 def test_compare_end_to_end_on_digits(tmp_path, capsys):
     from attnkit.cli import main
 
-    rc = main(["compare", "--attn", "none,se", "--epochs", "1", "--train-subset", "300", "--out-dir",
-               str(tmp_path), "--name", "c", "--latency-batch", "4", "--latency-time", "0.02",
-               "--progress", "none"])
+    rc = main(
+        [
+            "compare",
+            "--attn",
+            "none,se",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "300",
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "c",
+            "--latency-batch",
+            "4",
+            "--latency-time",
+            "0.02",
+            "--progress",
+            "none",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| none |" in out and "| se |" in out
@@ -51,6 +80,24 @@ def test_compare_end_to_end_on_digits(tmp_path, capsys):
         assert (d / r["variant"] / "summary.json").exists()
     # a resumed comparison reuses finished variants instead of retraining them
     mtime = (d / "se" / "summary.json").stat().st_mtime
-    rc = main(["compare", "--attn", "none,se", "--epochs", "1", "--train-subset", "300", "--out-dir",
-               str(tmp_path), "--name", "c", "--resume", "auto", "--no-latency", "--progress", "none"])
+    rc = main(
+        [
+            "compare",
+            "--attn",
+            "none,se",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "300",
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "c",
+            "--resume",
+            "auto",
+            "--no-latency",
+            "--progress",
+            "none",
+        ]
+    )
     assert rc == 0 and (d / "se" / "summary.json").stat().st_mtime == mtime

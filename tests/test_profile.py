@@ -223,7 +223,9 @@ class _SpatialSelfAttentionBlock(nn.Module):
         x = self.bn(self.conv(x))
         n, c, h, w = x.shape
         d = c // self.heads
-        q, k, v = self.qkv(x).reshape(n, 3, self.heads, d, h * w).transpose(-1, -2).unbind(1)  # (N, heads, L, d)
+        q, k, v = (
+            self.qkv(x).reshape(n, 3, self.heads, d, h * w).transpose(-1, -2).unbind(1)
+        )  # (N, heads, L, d)
         if self.impl == "einsum":
             a = torch.einsum("nhld,nhmd->nhlm", q, k).mul(d**-0.5).softmax(-1)  # (N, heads, L, L)
             o = torch.einsum("nhlm,nhmd->nhld", a, v)
@@ -343,15 +345,38 @@ def test_bad_inputs_raise():
 # ------------------------------------------------------------------------------------------------
 
 _META_FIELDS = (
-    "model", "attn", "attn_kwargs", "sharing", "scheme", "num_classes", "params", "macs", "batch", "height",
-    "width", "precision", "memory_format", "compile", "form", "device_type", "device_name", "num_threads",
-    "torch_version", "cuda_version", "cudnn_version", "cudnn_benchmark", "attnkit_version", "python_version",
+    "model",
+    "attn",
+    "attn_kwargs",
+    "sharing",
+    "scheme",
+    "num_classes",
+    "params",
+    "macs",
+    "batch",
+    "height",
+    "width",
+    "precision",
+    "memory_format",
+    "compile",
+    "form",
+    "device_type",
+    "device_name",
+    "num_threads",
+    "torch_version",
+    "cuda_version",
+    "cudnn_version",
+    "cudnn_benchmark",
+    "attnkit_version",
+    "python_version",
     "timestamp_utc",
 )
 
 
 def _tiny() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 32 * 32, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 32 * 32, 10)
+    )
 
 
 def test_measure_latency_fields():
@@ -367,7 +392,12 @@ def test_measure_latency_fields():
     for f in _META_FIELDS:
         assert f in d, f
     assert r.num_threads == 1 and r.batch == 1 and (r.height, r.width) == (32, 32)
-    assert r.precision == "32-true" and r.memory_format == "nchw" and r.compile is None and r.form == "train-time"
+    assert (
+        r.precision == "32-true"
+        and r.memory_format == "nchw"
+        and r.compile is None
+        and r.form == "train-time"
+    )
     assert r.device_type == "cpu" and r.device_name and r.torch_version == torch.__version__
     assert r.params == count_params(m) and r.macs == 3 * 8 * 9 * 1024 + 8 * 1024 * 10
     assert r.peak_mem_mib is None
@@ -376,8 +406,14 @@ def test_measure_latency_fields():
 
 
 def test_measure_latency_default_threads_bf16_channels_last_and_model_metadata():
-    r = measure_throughput(create_model("resnet20", attn="se"), (4, 3, 16, 16), min_run_time=0.01, warmup=1,
-                           precision="bf16-mixed", channels_last=True)
+    r = measure_throughput(
+        create_model("resnet20", attn="se"),
+        (4, 3, 16, 16),
+        min_run_time=0.01,
+        warmup=1,
+        precision="bf16-mixed",
+        channels_last=True,
+    )
     assert r.num_threads == torch.get_num_threads()
     assert r.memory_format == "nhwc" and r.precision == "bf16-mixed" and r.batch == 4
     assert r.model == "resnet20" and r.attn == "se" and r.sharing == "block" and r.num_classes == 10
@@ -422,8 +458,14 @@ def test_result_filename_rule():
     major, minor = torch.__version__.split("+")[0].split(".")[:2]
     name = result_filename(precision="32-true", channels_last=False, device="cpu")
     assert name.startswith(f"benchmark-infer-32-true-nchw-pt{major}{minor}-cpu-") and name.endswith(".csv")
-    other = result_filename(kind="train", precision="bf16-mixed", channels_last=True, compile="max-autotune",
-                            device="cpu", ext="json")
+    other = result_filename(
+        kind="train",
+        precision="bf16-mixed",
+        channels_last=True,
+        compile="max-autotune",
+        device="cpu",
+        ext="json",
+    )
     assert other.startswith(f"benchmark-train-bf16-mixed-nhwc-pt{major}{minor}-cpu-")
     assert other.endswith("-max-autotune.json")
     assert name.count(" ") == 0
@@ -442,8 +484,26 @@ def test_cli_profile_json(tmp_path, capsys):
     p = argparse.ArgumentParser()
     cmd.add_arguments(p)
     out = tmp_path / "p.json"
-    args = p.parse_args(["resnet20", "--attn", "eca", "--attn-kwargs", "kernel_size=3", "--json", str(out),
-                         "--img-size", "16", "--latency", "--min-run-time", "0.01", "--warmup", "1", "--out-dir", str(tmp_path)])
+    args = p.parse_args(
+        [
+            "resnet20",
+            "--attn",
+            "eca",
+            "--attn-kwargs",
+            "kernel_size=3",
+            "--json",
+            str(out),
+            "--img-size",
+            "16",
+            "--latency",
+            "--min-run-time",
+            "0.01",
+            "--warmup",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     assert cmd.main(args) == 0
     d = json.loads(out.read_text())
     # resnet20 at 16×16: conv MACs scale with H·W, the 64 -> 10 classifier does not; ECA adds k·C per block

@@ -35,7 +35,9 @@ def test_resnet164_deploys_to_the_plain_checkpoint():
 
 @pytest.mark.parametrize("variant", ["helper", "alias"])
 def test_use_both_deploys_to_the_se_checkpoint(variant):
-    kw = {"attn": "se", "last_norm_layer": asr_norm_layer("se")} if variant == "helper" else {"attn": "asr+se"}
+    kw = (
+        {"attn": "se", "last_norm_layer": asr_norm_layer("se")} if variant == "helper" else {"attn": "asr+se"}
+    )
     m = _warm(attnkit.create_model("resnet164", num_classes=100, **kw))
     d = reparameterize_model(m)
     assert n_params(d) == 1_929_388
@@ -137,8 +139,14 @@ def test_cli_reparam_engine_checkpoint(tmp_path, capsys):
 
     m = _warm(attnkit.create_model("resnet20", num_classes=10, attn="asr_se"))
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"model": m.state_dict(), "config": {"model": "resnet20", "attn": "asr_se", "attn_kwargs": {},
-                                                     "num_classes": None}, "epoch": 0}, ckpt)
+    torch.save(
+        {
+            "model": m.state_dict(),
+            "config": {"model": "resnet20", "attn": "asr_se", "attn_kwargs": {}, "num_classes": None},
+            "epoch": 0,
+        },
+        ckpt,
+    )
     assert main(["reparam", str(ckpt), "--out", str(tmp_path / "d.pt"), "--no-latency"]) == 0
     text = capsys.readouterr().out
     assert "deployed" in text and "attn='se'" in text
@@ -150,4 +158,9 @@ def test_cli_reparam_engine_checkpoint(tmp_path, capsys):
         torch.testing.assert_close(se.eval()(x), m(x), atol=1e-5, rtol=0)
     torch.save(m.state_dict(), tmp_path / "plain.pt")  # a plain state_dict needs --model
     assert main(["reparam", str(tmp_path / "plain.pt"), "--no-latency"]) == 2
-    assert main(["reparam", str(tmp_path / "plain.pt"), "--model", "resnet20", "--attn", "asr_se", "--no-latency"]) == 0
+    assert (
+        main(
+            ["reparam", str(tmp_path / "plain.pt"), "--model", "resnet20", "--attn", "asr_se", "--no-latency"]
+        )
+        == 0
+    )

@@ -17,10 +17,21 @@ from .models import create_model, list_models, register_model
 
 __all__ = [
     "__version__",
-    "create_attn", "get_attn", "list_attn", "register_attn",
-    "create_model", "list_models", "register_model",
-    "profile", "count_params", "measure_latency", "measure_throughput", "compare_latency",
-    "reparameterize_model", "ConnectionScheme", "odeint",
+    "create_attn",
+    "get_attn",
+    "list_attn",
+    "register_attn",
+    "create_model",
+    "list_models",
+    "register_model",
+    "profile",
+    "count_params",
+    "measure_latency",
+    "measure_throughput",
+    "compare_latency",
+    "reparameterize_model",
+    "ConnectionScheme",
+    "odeint",
 ]
 
 

@@ -32,8 +32,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def atomic_write_csv(path: str | os.PathLike, fieldnames: Sequence[str],
-                     rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Path:
+def atomic_write_csv(
+    path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]
+) -> Path:
     """Write a header and rows (dicts keyed by ``fieldnames``, or plain sequences) as CSV, atomically."""
     buf = io.StringIO()
     rows = list(rows)

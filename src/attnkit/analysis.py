@@ -102,7 +102,7 @@ def attention_layers(model: nn.Module) -> list[str]:
 
 def _batches(data: Any, device: torch.device, limit: int) -> Iterable[torch.Tensor]:
     if isinstance(data, torch.Tensor):
-        data = [data[i:i + 64] for i in range(0, min(len(data), limit), 64)]
+        data = [data[i : i + 64] for i in range(0, min(len(data), limit), 64)]
     seen = 0
     for b in data:
         x = b[0] if isinstance(b, (list, tuple)) else b
@@ -132,6 +132,7 @@ def _collect(model: nn.Module, data: Any, layers: list[str], num_images: int, de
             spatial = g.shape[-2:] != (1, 1)
             g = g.mean((2, 3)).expand(x.shape[0], x.shape[1])  # (N, C)
             on_batch(name, g, x.mean((2, 3)), spatial)
+
         return fn
 
     try:
@@ -150,8 +151,16 @@ def _hist(v: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return torch.histogram(v.clamp(max=float(edges[-1])), bins=edges).hist
 
 
-def stripe_statistics(model: nn.Module, data: Any, *, layers: list[str] | None = None, num_images: int = 1000,
-                      bins: int = 50, hist_max: float | None = None, device=None) -> dict[str, StripeStats]:
+def stripe_statistics(
+    model: nn.Module,
+    data: Any,
+    *,
+    layers: list[str] | None = None,
+    num_images: int = 1000,
+    bins: int = 50,
+    hist_max: float | None = None,
+    device=None,
+) -> dict[str, StripeStats]:
     """Per-channel std of attention gates (and of their inputs' GAP) across images, per layer.
 
     Args:
@@ -174,7 +183,9 @@ def stripe_statistics(model: nn.Module, data: Any, *, layers: list[str] | None =
     """
     layers = list(layers) if layers is not None else attention_layers(model)
     if not layers:
-        raise ValueError("stripe_statistics: the model has no module with a readable gate (see attention_layers)")
+        raise ValueError(
+            "stripe_statistics: the model has no module with a readable gate (see attention_layers)"
+        )
     acc = {n: (_Welford(), _Welford()) for n in layers}
     spatial: dict[str, bool] = {}
 
@@ -185,23 +196,48 @@ def stripe_statistics(model: nn.Module, data: Any, *, layers: list[str] | None =
 
     _collect(model, data, layers, num_images, device, on_batch)
     if any(a.n == 0 for a, _ in acc.values()):
-        raise ValueError(f"stripe_statistics: layers {[n for n, (a, _) in acc.items() if a.n == 0]} were never called")
+        raise ValueError(
+            f"stripe_statistics: layers {[n for n, (a, _) in acc.items() if a.n == 0]} were never called"
+        )
     stds = {n: (a.std(), b.std()) for n, (a, b) in acc.items()}
     top = max(float(torch.cat([s for pair in stds.values() for s in pair]).max()), 0.1)
     edges = torch.linspace(0.0, hist_max or top, bins + 1, dtype=torch.float64)
     out: dict[str, StripeStats] = {}
     for n, (s, s_in) in stds.items():
-        out[n] = StripeStats(n, s.numel(), s, s_in, float(s.mean()), float(s_in.mean()), _hist(s, edges),
-                             _hist(s_in, edges), edges, acc[n][0].n, acc[n][0].mean,
-                             "gate averaged over HxW" if spatial.get(n) else "")
+        out[n] = StripeStats(
+            n,
+            s.numel(),
+            s,
+            s_in,
+            float(s.mean()),
+            float(s_in.mean()),
+            _hist(s, edges),
+            _hist(s_in, edges),
+            edges,
+            acc[n][0].n,
+            acc[n][0].mean,
+            "gate averaged over HxW" if spatial.get(n) else "",
+        )
     s_all = torch.cat([st.std for st in out.values()])
     s_in_all = torch.cat([st.std_in for st in out.values()])
-    out["__all__"] = StripeStats("__all__", s_all.numel(), s_all, s_in_all, float(s_all.mean()), float(s_in_all.mean()),
-                                 _hist(s_all, edges), _hist(s_in_all, edges), edges, acc[layers[0]][0].n)
+    out["__all__"] = StripeStats(
+        "__all__",
+        s_all.numel(),
+        s_all,
+        s_in_all,
+        float(s_all.mean()),
+        float(s_in_all.mean()),
+        _hist(s_all, edges),
+        _hist(s_in_all, edges),
+        edges,
+        acc[layers[0]][0].n,
+    )
     return out
 
 
-def stripe_matrix(model: nn.Module, images: torch.Tensor, layer: str, *, num_images: int = 20) -> torch.Tensor:
+def stripe_matrix(
+    model: nn.Module, images: torch.Tensor, layer: str, *, num_images: int = 20
+) -> torch.Tensor:
     """The Fig. 1(a) matrix: gate values of one layer, one row per image.
 
     Args:
@@ -214,7 +250,9 @@ def stripe_matrix(model: nn.Module, images: torch.Tensor, layer: str, *, num_ima
         ``(min(N, num_images), C)`` float tensor.
     """
     rows: list[torch.Tensor] = []
-    _collect(model, images, [layer], num_images, None, lambda n, g, d, sp: rows.append(g.detach().float().cpu()))
+    _collect(
+        model, images, [layer], num_images, None, lambda n, g, d, sp: rows.append(g.detach().float().cpu())
+    )
     return torch.cat(rows)
 
 
@@ -246,9 +284,22 @@ def plot_stripes(stats: dict[str, StripeStats] | StripeStats | torch.Tensor, pat
         st = stats["__all__"] if isinstance(stats, dict) else stats
         e = st.bin_edges.numpy()
         w = e[1] - e[0]
-        ax.bar(e[:-1], st.hist.numpy(), width=w, align="edge", alpha=0.7, label=f"after attention (mean std {st.score:.4f})")
-        ax.bar(e[:-1], st.hist_in.numpy(), width=w, align="edge", alpha=0.5,
-               label=f"before (input GAP; mean std {st.score_in:.4f})")
+        ax.bar(
+            e[:-1],
+            st.hist.numpy(),
+            width=w,
+            align="edge",
+            alpha=0.7,
+            label=f"after attention (mean std {st.score:.4f})",
+        )
+        ax.bar(
+            e[:-1],
+            st.hist_in.numpy(),
+            width=w,
+            align="edge",
+            alpha=0.5,
+            label=f"before (input GAP; mean std {st.score_in:.4f})",
+        )
         ax.set_xlabel("per-channel std across images")
         ax.set_ylabel("channels")
         ax.legend(fontsize=8)

@@ -56,8 +56,9 @@ def _label(attn, sharing, scheme, n_sharing, n_scheme) -> str:
     return s
 
 
-def expand_variants(attns: Sequence[str], sharings: Sequence[str | None] = (None,),
-                    schemes: Sequence[str | None] = (None,)) -> list[Variant]:
+def expand_variants(
+    attns: Sequence[str], sharings: Sequence[str | None] = (None,), schemes: Sequence[str | None] = (None,)
+) -> list[Variant]:
     """The cross product of modules × sharing × scheme, with the plain backbone listed once, first.
 
     ``"none"`` in ``attns`` means the plain backbone. ``"all"`` in ``schemes`` (or None) means every
@@ -97,11 +98,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of comparison rows (best and final top-1, params, MACs, latency ratio)."""
-    head = ("| variant | best top-1 % (epoch) | final top-1 % | params | Δparams | MACs (M) | latency ms "
-            "| latency ratio |")
+    head = (
+        "| variant | best top-1 % (epoch) | final top-1 % | params | Δparams | MACs (M) | latency ms "
+        "| latency ratio |"
+    )
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        best = f"{_fmt(r.get('best_top1'))} ({r.get('best_epoch')})" if r.get("best_top1") is not None else "—"
+        best = (
+            f"{_fmt(r.get('best_top1'))} ({r.get('best_epoch')})" if r.get("best_top1") is not None else "—"
+        )
         lines.append(
             f"| {r['variant']} | {best} | {_fmt(r.get('final_top1'))} | {r['params']:,} | {r['params_delta']:+,} | "
             f"{r['macs'] / 1e6:.3f} | {_fmt(r.get('latency_ms'), 3)} | {_fmt(r.get('latency_ratio'), 3)} |"
@@ -143,8 +148,16 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
     return path
 
 
-def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike, latency: bool = True,
-                latency_batch: int = 32, latency_min_run_time: float = 0.5, train: bool = True) -> list[dict[str, Any]]:
+def run_compare(
+    base,
+    variants: Sequence[Variant],
+    *,
+    out_dir: str | os.PathLike,
+    latency: bool = True,
+    latency_batch: int = 32,
+    latency_min_run_time: float = 0.5,
+    train: bool = True,
+) -> list[dict[str, Any]]:
     """Train every variant with the same config (data, seed, budget), then profile them side by side.
 
     Args:
@@ -175,15 +188,22 @@ def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike
         raise ValueError("no variants to compare")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_data(base.dataset, data_dir=base.data_dir, train_subset=base.train_subset,
-                      val_split=base.val_split, download=base.download, seed=base.seed,
-                      **({"test_subset": base.test_subset} if base.test_subset else {}))
+    data = build_data(
+        base.dataset,
+        data_dir=base.data_dir,
+        train_subset=base.train_subset,
+        val_split=base.val_split,
+        download=base.download,
+        seed=base.seed,
+        **({"test_subset": base.test_subset} if base.test_subset else {}),
+    )
     h, w = data.img_size
     rows: list[dict[str, Any]] = []
     models = {}
     for v in variants:
-        cfg = dataclasses.replace(base, attn=v.attn, sharing=v.sharing, scheme=v.scheme, out_dir=str(out),
-                                  run_name=v.label)
+        cfg = dataclasses.replace(
+            base, attn=v.attn, sharing=v.sharing, scheme=v.scheme, out_dir=str(out), run_name=v.label
+        )
         summary: dict[str, Any] = {}
         if train:
             done = out / v.label / "summary.json"
@@ -196,31 +216,48 @@ def run_compare(base, variants: Sequence[Variant], *, out_dir: str | os.PathLike
         model = build_model(cfg, data)
         rep = profile(model, input_size=(data.in_chans, h, w))
         models[v.label] = model
-        rows.append({
-            "variant": v.label, "attn": v.attn, "sharing": model.attn_config.get("sharing"), "scheme": v.scheme,
-            "best_top1": summary.get("best_eval_top1"), "best_epoch": summary.get("best_epoch"),
-            "final_top1": summary.get("final_eval_top1"), "params": rep.params_total, "macs": rep.macs,
-            "run_dir": str(out / v.label) if train else None,
-        })
+        rows.append(
+            {
+                "variant": v.label,
+                "attn": v.attn,
+                "sharing": model.attn_config.get("sharing"),
+                "scheme": v.scheme,
+                "best_top1": summary.get("best_eval_top1"),
+                "best_epoch": summary.get("best_epoch"),
+                "final_top1": summary.get("final_eval_top1"),
+                "params": rep.params_total,
+                "macs": rep.macs,
+                "run_dir": str(out / v.label) if train else None,
+            }
+        )
     base_params = rows[0]["params"]
     for r in rows:
         r["params_delta"] = r["params"] - base_params
         r["latency_ms"] = r["latency_ratio"] = None
     if latency:
         rounds = 5
-        lat = compare_latency(models, (latency_batch, data.in_chans, h, w), rounds=rounds,
-                              min_run_time=latency_min_run_time * rounds)
+        lat = compare_latency(
+            models,
+            (latency_batch, data.in_chans, h, w),
+            rounds=rounds,
+            min_run_time=latency_min_run_time * rounds,
+        )
         for r in rows:
             r["latency_ms"] = lat.reports[r["variant"]].median_ms
             r["latency_ratio"] = lat.ratios[r["variant"]]
-    title = (f"{base.model} on {base.dataset}, {base.epochs} epochs, seed {base.seed}"
-             + (f", train subset {base.train_subset}" if base.train_subset else "")
-             + (f", test subset {base.test_subset}" if base.test_subset else ""))
+    title = (
+        f"{base.model} on {base.dataset}, {base.epochs} epochs, seed {base.seed}"
+        + (f", train subset {base.train_subset}" if base.train_subset else "")
+        + (f", test subset {base.test_subset}" if base.test_subset else "")
+    )
     table = format_table(rows)
-    atomic_write_text(out / "compare.md", f"# attnkit compare\n\n{title}\n\n{table}\n\n"
-                  "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "
-                  "final = last epoch. MACs per image at the dataset resolution; latency = median of "
-                  f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n")
+    atomic_write_text(
+        out / "compare.md",
+        f"# attnkit compare\n\n{title}\n\n{table}\n\n"
+        "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "
+        "final = last epoch. MACs per image at the dataset resolution; latency = median of "
+        f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n",
+    )
     atomic_write_text(out / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2))
     atomic_write_csv(out / "compare.csv", list(rows[0].keys()), rows)
     _plot(rows, out / "compare.png", title)

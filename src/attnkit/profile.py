@@ -123,17 +123,83 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
 # --------------------------------------------------------------------------------------------------
 
 _ELEMENTWISE_NAMES = (
-    "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "abs", "sign", "exp", "log",
-    "sqrt", "rsqrt", "pow", "reciprocal", "sigmoid", "sigmoid_", "tanh", "tanh_", "relu", "relu_", "gelu",
-    "silu", "silu_", "mish", "softplus", "hardsigmoid", "hardsigmoid_", "hardswish", "hardswish_",
-    "leaky_relu", "leaky_relu_", "elu", "elu_", "hardtanh", "hardtanh_", "clamp", "clamp_", "clamp_min",
-    "clamp_min_", "clamp_max", "threshold", "where", "maximum", "minimum", "addcmul", "addcdiv", "lerp",
-    "_softmax", "_log_softmax", "native_batch_norm", "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training", "native_layer_norm", "native_group_norm",
+    "add",
+    "add_",
+    "sub",
+    "sub_",
+    "rsub",
+    "mul",
+    "mul_",
+    "div",
+    "div_",
+    "neg",
+    "abs",
+    "sign",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "pow",
+    "reciprocal",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "relu",
+    "relu_",
+    "gelu",
+    "silu",
+    "silu_",
+    "mish",
+    "softplus",
+    "hardsigmoid",
+    "hardsigmoid_",
+    "hardswish",
+    "hardswish_",
+    "leaky_relu",
+    "leaky_relu_",
+    "elu",
+    "elu_",
+    "hardtanh",
+    "hardtanh_",
+    "clamp",
+    "clamp_",
+    "clamp_min",
+    "clamp_min_",
+    "clamp_max",
+    "threshold",
+    "where",
+    "maximum",
+    "minimum",
+    "addcmul",
+    "addcdiv",
+    "lerp",
+    "_softmax",
+    "_log_softmax",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+    "native_layer_norm",
+    "native_group_norm",
 )
 _REDUCTION_NAMES = (
-    "mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp", "prod",
-    "norm", "linalg_vector_norm", "avg_pool2d", "max_pool2d_with_indices", "_adaptive_avg_pool2d",
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "var",
+    "std",
+    "var_mean",
+    "std_mean",
+    "logsumexp",
+    "prod",
+    "norm",
+    "linalg_vector_norm",
+    "avg_pool2d",
+    "max_pool2d_with_indices",
+    "_adaptive_avg_pool2d",
     "adaptive_max_pool2d",
 )
 
@@ -231,8 +297,15 @@ class ProfileReport:
             by_module: append the per-module table (MACs and FLOPs per sample, share of the total).
         """
         cols = ["Model", "Form", "Input", "Batch", "Params (M)", "MACs (M)", "FLOPs (M)"]
-        vals = [self.model_name, self.form, "×".join(map(str, self.input_shape)), str(self.batch_size),
-                f"{self.params_total / 1e6:.3f}", f"{self.macs / 1e6:.3f}", f"{self.flops / 1e6:.3f}"]
+        vals = [
+            self.model_name,
+            self.form,
+            "×".join(map(str, self.input_shape)),
+            str(self.batch_size),
+            f"{self.params_total / 1e6:.3f}",
+            f"{self.macs / 1e6:.3f}",
+            f"{self.flops / 1e6:.3f}",
+        ]
         if self.macs_backward is not None:
             cols += ["Backward MACs (M)", "Backward FLOPs (M)"]
             vals += [f"{self.macs_backward / 1e6:.3f}", f"{self.flops_backward / 1e6:.3f}"]
@@ -245,14 +318,19 @@ class ProfileReport:
             for name, m in self.by_module.items():
                 share = 100.0 * m / self.macs if self.macs else 0.0
                 lines.append(_md_row([f"`{name}`", f"{m / 1e6:.3f}", f"{2 * m / 1e6:.3f}", f"{share:.2f} %"]))
-        lines += ["", "Counts per sample, forward pass in eval mode, by torch.utils.flop_counter.FlopCounterMode; "
-                      "FLOPs = 2 × MACs; BN, activations, pooling, softmax, element-wise gating and biases excluded."]
+        lines += [
+            "",
+            "Counts per sample, forward pass in eval mode, by torch.utils.flop_counter.FlopCounterMode; "
+            "FLOPs = 2 × MACs; BN, activations, pooling, softmax, element-wise gating and biases excluded.",
+        ]
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        s = (f"{self.model_name} ({self.form}): params {self.params_total / 1e6:.3f} M | "
-             f"MACs {self.macs / 1e6:.2f} M | FLOPs {self.flops / 1e6:.2f} M per sample at "
-             f"{'×'.join(map(str, self.input_shape))}, batch {self.batch_size}")
+        s = (
+            f"{self.model_name} ({self.form}): params {self.params_total / 1e6:.3f} M | "
+            f"MACs {self.macs / 1e6:.2f} M | FLOPs {self.flops / 1e6:.2f} M per sample at "
+            f"{'×'.join(map(str, self.input_shape))}, batch {self.batch_size}"
+        )
         if self.macs_backward is not None:
             s += f" | backward MACs {self.macs_backward / 1e6:.2f} M, FLOPs {self.flops_backward / 1e6:.2f} M"
         if self.elementwise_flops is not None:
@@ -310,7 +388,9 @@ def _as_args(inputs: Any) -> tuple[Any, ...]:
 def _sum_outputs(out: Any) -> torch.Tensor:
     leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.requires_grad]
     if not leaves:
-        raise ValueError("backward=True needs a model output that requires grad (no trainable path to the output)")
+        raise ValueError(
+            "backward=True needs a model output that requires grad (no trainable path to the output)"
+        )
     return sum(t.float().sum() for t in leaves)
 
 
@@ -392,7 +472,9 @@ def profile(
     if inputs is None:
         shape = tuple(input_size)
         if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-            raise ValueError(f"input_size must be a per-sample shape of positive ints such as (3, 224, 224), got {input_size!r}")
+            raise ValueError(
+                f"input_size must be a per-sample shape of positive ints such as (3, 224, 224), got {input_size!r}"
+            )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         device, dtype = _model_device_dtype(model)
@@ -402,9 +484,13 @@ def profile(
         args = _as_args(inputs)
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
         if first is None or first.dim() < 1:
-            raise ValueError("inputs must be a tensor (or a tuple of tensors) whose first dimension is the batch")
+            raise ValueError(
+                "inputs must be a tensor (or a tuple of tensors) whose first dimension is the batch"
+            )
         if batch_size != 1 and batch_size != first.shape[0]:
-            raise ValueError(f"batch_size={batch_size} disagrees with the batch of inputs ({first.shape[0]}); omit batch_size")
+            raise ValueError(
+                f"batch_size={batch_size} disagrees with the batch of inputs ({first.shape[0]}); omit batch_size"
+            )
         batch_size, shape = int(first.shape[0]), tuple(first.shape[1:])
         if batch_size < 1:
             raise ValueError("inputs has an empty batch")
@@ -425,7 +511,7 @@ def profile(
     for key, ops in counts.items():
         if key in ("Global", root):
             continue
-        fqn = key[len(root) + 1:] if key.startswith(root + ".") else key
+        fqn = key[len(root) + 1 :] if key.startswith(root + ".") else key
         if fqn.count(".") + 1 > depth:
             continue
         m = sum(v for op, v in ops.items() if op not in mapping) // 2 // batch_size
@@ -436,8 +522,20 @@ def profile(
     if backward:
         macs_bwd = _count_backward(model, args, batch_size)
         flops_bwd = 2 * macs_bwd
-    return ProfileReport(params_total, params_trainable, macs, 2 * macs, macs_bwd, flops_bwd, elem, shape,
-                         batch_size, form, by_module, name)
+    return ProfileReport(
+        params_total,
+        params_trainable,
+        macs,
+        2 * macs,
+        macs_bwd,
+        flops_bwd,
+        elem,
+        shape,
+        batch_size,
+        form,
+        by_module,
+        name,
+    )
 
 
 def _count_backward(model: nn.Module, args: tuple[Any, ...], batch_size: int) -> int:
@@ -452,8 +550,10 @@ def _count_backward(model: nn.Module, args: tuple[Any, ...], batch_size: int) ->
             tot = fc.get_flop_counts().get("Global", {})
     except ValueError as e:
         if "more than 1 value per channel" in str(e):
-            raise ValueError(f"backward=True runs in train mode and BatchNorm cannot train on this batch ({e}); "
-                             f"use batch_size >= 2") from e
+            raise ValueError(
+                f"backward=True runs in train mode and BatchNorm cannot train on this batch ({e}); "
+                f"use batch_size >= 2"
+            ) from e
         raise
     return (sum(tot.values()) - sum(fwd.values())) // 2 // batch_size
 
@@ -535,9 +635,11 @@ class LatencyReport:
         return asdict(self)
 
     def __str__(self) -> str:
-        return (f"{self.model}: median {self.median_ms:.3f} ms (IQR {self.iqr_ms:.3f}, n={self.n}), "
-                f"{self.samples_per_s:.1f} samples/s at batch {self.batch}, {self.precision}, {self.memory_format}, "
-                f"{self.device_type} ({self.device_name}), {self.num_threads} threads; first call {self.first_call_ms:.1f} ms")
+        return (
+            f"{self.model}: median {self.median_ms:.3f} ms (IQR {self.iqr_ms:.3f}, n={self.n}), "
+            f"{self.samples_per_s:.1f} samples/s at batch {self.batch}, {self.precision}, {self.memory_format}, "
+            f"{self.device_type} ({self.device_name}), {self.num_threads} threads; first call {self.first_call_ms:.1f} ms"
+        )
 
 
 LatencyResult = LatencyReport
@@ -667,22 +769,34 @@ class _Prepared:
     meta: dict[str, Any]
 
 
-def _prepare(model: nn.Module, input_size: Sequence[int], *, device, precision: str, channels_last: bool,
-             compile: str | None, reparam: bool) -> _Prepared:
+def _prepare(
+    model: nn.Module,
+    input_size: Sequence[int],
+    *,
+    device,
+    precision: str,
+    channels_last: bool,
+    compile: str | None,
+    reparam: bool,
+) -> _Prepared:
     """Copy, place, cast and (optionally) compile a model; build the timed closure and the metadata."""
     model = getattr(model, "_orig_mod", model)
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     size = tuple(input_size)
     if len(size) < 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"input_size must be a full input shape with the batch first, e.g. (1, 3, 224, 224); got {input_size!r}")
+        raise ValueError(
+            f"input_size must be a full input shape with the batch first, e.g. (1, 3, 224, 224); got {input_size!r}"
+        )
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     dev = torch.device(device) if device is not None else _model_device_dtype(model)[0]
     if dev.type == "meta":
         raise ValueError("cannot time a model on the meta device; pass device='cpu' (or 'cuda')")
     if dev.type == "cpu" and precision.startswith("16-"):
-        raise ValueError(f"precision {precision!r} (float16) is not supported on CPU; use 'bf16-mixed' or 'bf16-true'")
+        raise ValueError(
+            f"precision {precision!r} (float16) is not supported on CPU; use 'bf16-mixed' or 'bf16-true'"
+        )
     if channels_last and len(size) != 4:
         raise ValueError(f"channels_last needs a 4-d (N, C, H, W) input, got input_size {size}")
     mode, dtype = PRECISIONS[precision]
@@ -704,7 +818,9 @@ def _prepare(model: nn.Module, input_size: Sequence[int], *, device, precision: 
             work = torch.compile(work, mode=compile)
         else:
             work = torch.compile(work, backend=compile)
-    autocast = (lambda: torch.autocast(dev.type, dtype=dtype)) if mode == "autocast" else contextlib.nullcontext
+    autocast = (
+        (lambda: torch.autocast(dev.type, dtype=dtype)) if mode == "autocast" else contextlib.nullcontext
+    )
 
     def fn() -> Any:
         with torch.inference_mode(), autocast():
@@ -713,12 +829,20 @@ def _prepare(model: nn.Module, input_size: Sequence[int], *, device, precision: 
     cfg = getattr(model, "attn_config", None) or {}
     meta = {
         "model": _model_name(model) if not cfg else str(cfg.get("model") or type(model).__name__),
-        "attn": cfg.get("attn"), "attn_kwargs": cfg.get("attn_kwargs"), "sharing": cfg.get("sharing"),
-        "scheme": cfg.get("scheme"), "num_classes": getattr(model, "num_classes", None),
-        "params": rep.params_total, "macs": rep.macs, "batch": size[0],
-        "height": size[2] if len(size) == 4 else None, "width": size[3] if len(size) == 4 else None,
-        "precision": precision, "memory_format": "nhwc" if channels_last else "nchw",
-        "compile": compile or None, "form": "deployed" if reparam else "train-time",
+        "attn": cfg.get("attn"),
+        "attn_kwargs": cfg.get("attn_kwargs"),
+        "sharing": cfg.get("sharing"),
+        "scheme": cfg.get("scheme"),
+        "num_classes": getattr(model, "num_classes", None),
+        "params": rep.params_total,
+        "macs": rep.macs,
+        "batch": size[0],
+        "height": size[2] if len(size) == 4 else None,
+        "width": size[3] if len(size) == 4 else None,
+        "precision": precision,
+        "memory_format": "nhwc" if channels_last else "nchw",
+        "compile": compile or None,
+        "form": "deployed" if reparam else "train-time",
     }
     return _Prepared(fn, dev, meta)
 
@@ -749,8 +873,9 @@ def _timer(p: _Prepared, num_threads: int) -> benchmark.Timer:
     return benchmark.Timer(stmt="fn()", globals={"fn": p.fn}, num_threads=num_threads, label=p.meta["model"])
 
 
-def _report(p: _Prepared, times_s: Sequence[float], first_ms: float, num_threads: int,
-            peak: float | None) -> LatencyReport:
+def _report(
+    p: _Prepared, times_s: Sequence[float], first_ms: float, num_threads: int, peak: float | None
+) -> LatencyReport:
     ts = sorted(times_s)
     med = statistics.median(ts)
     if len(ts) >= 2:
@@ -760,15 +885,24 @@ def _report(p: _Prepared, times_s: Sequence[float], first_ms: float, num_threads
         iqr = 0.0
     env = environment(p.dev)
     return LatencyReport(
-        median_ms=med * 1e3, iqr_ms=iqr * 1e3, mean_ms=statistics.fmean(ts) * 1e3, n=len(ts),
-        samples_per_s=p.meta["batch"] / med, first_call_ms=first_ms, peak_mem_mib=peak,
-        num_threads=num_threads, **p.meta, **env,
+        median_ms=med * 1e3,
+        iqr_ms=iqr * 1e3,
+        mean_ms=statistics.fmean(ts) * 1e3,
+        n=len(ts),
+        samples_per_s=p.meta["batch"] / med,
+        first_call_ms=first_ms,
+        peak_mem_mib=peak,
+        num_threads=num_threads,
+        **p.meta,
+        **env,
     )
 
 
 def _check_timing_args(warmup: int, min_run_time: float, num_threads: int | None) -> int:
     if not isinstance(warmup, int) or warmup < 1:
-        raise ValueError(f"warmup must be an int >= 1 (the first call is reported separately), got {warmup!r}")
+        raise ValueError(
+            f"warmup must be an int >= 1 (the first call is reported separately), got {warmup!r}"
+        )
     if not (isinstance(min_run_time, (int, float)) and min_run_time > 0):
         raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
     n = torch.get_num_threads() if num_threads is None else num_threads
@@ -823,8 +957,15 @@ def measure_latency(
             non-4-d input, or bad ``input_size``/``warmup``/``min_run_time``/``num_threads``.
     """
     n_threads = _check_timing_args(warmup, min_run_time, num_threads)
-    p = _prepare(model, input_size, device=device, precision=precision, channels_last=channels_last,
-                 compile=compile, reparam=reparam)
+    p = _prepare(
+        model,
+        input_size,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        reparam=reparam,
+    )
     if p.dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(p.dev)
     first = _warm(p, warmup, n_threads)
@@ -833,7 +974,9 @@ def measure_latency(
     return _report(p, m.times, first, n_threads, peak)
 
 
-def measure_throughput(model: nn.Module, input_size: Sequence[int] = (256, 3, 224, 224), **kwargs: Any) -> LatencyReport:
+def measure_throughput(
+    model: nn.Module, input_size: Sequence[int] = (256, 3, 224, 224), **kwargs: Any
+) -> LatencyReport:
     """:func:`measure_latency` at a large batch; ``samples_per_s`` is the throughput (images/s).
 
     Args:
@@ -876,8 +1019,12 @@ class CompareReport:
         """
         if name not in self.reports:
             raise KeyError(f"no model named {name!r} in this comparison; models: {', '.join(self.reports)}")
-        return {"name": name, "ratio": self.ratios[name], "flops": 2 * self.reports[name].macs,
-                **self.reports[name].to_dict()}
+        return {
+            "name": name,
+            "ratio": self.ratios[name],
+            "flops": 2 * self.reports[name].macs,
+            **self.reports[name].to_dict(),
+        }
 
     def __len__(self) -> int:
         return len(self.reports)
@@ -889,17 +1036,39 @@ class CompareReport:
     def to_markdown(self) -> str:
         """A table with params, MACs, FLOPs, median ms, IQR, samples/s and the ratio to the baseline."""
         any_r = next(iter(self.reports.values()))
-        cols = ["Model", "Params (M)", "MACs (M)", "FLOPs (M)", "Median (ms)", "IQR (ms)", "Samples/s",
-                f"Latency ratio to {self.baseline}"]
+        cols = [
+            "Model",
+            "Params (M)",
+            "MACs (M)",
+            "FLOPs (M)",
+            "Median (ms)",
+            "IQR (ms)",
+            "Samples/s",
+            f"Latency ratio to {self.baseline}",
+        ]
         lines = [_md_row(cols), _md_row(["---"] * len(cols))]
         for k, r in self.reports.items():
-            lines.append(_md_row([k, f"{r.params / 1e6:.3f}", f"{r.macs / 1e6:.2f}", f"{2 * r.macs / 1e6:.2f}",
-                                  f"{r.median_ms:.3f}", f"{r.iqr_ms:.3f}", f"{r.samples_per_s:.1f}",
-                                  f"{self.ratios[k]:.3f}"]))
-        lines += ["", f"Batch {any_r.batch}, input {any_r.height}×{any_r.width}, {any_r.precision}, "
-                      f"{any_r.memory_format}, compile={any_r.compile}, {any_r.device_type} ({any_r.device_name}), "
-                      f"{any_r.num_threads} threads, torch {any_r.torch_version}; {self.rounds} interleaved rounds, "
-                      f"ratio = median over rounds of per-round median ratios."]
+            lines.append(
+                _md_row(
+                    [
+                        k,
+                        f"{r.params / 1e6:.3f}",
+                        f"{r.macs / 1e6:.2f}",
+                        f"{2 * r.macs / 1e6:.2f}",
+                        f"{r.median_ms:.3f}",
+                        f"{r.iqr_ms:.3f}",
+                        f"{r.samples_per_s:.1f}",
+                        f"{self.ratios[k]:.3f}",
+                    ]
+                )
+            )
+        lines += [
+            "",
+            f"Batch {any_r.batch}, input {any_r.height}×{any_r.width}, {any_r.precision}, "
+            f"{any_r.memory_format}, compile={any_r.compile}, {any_r.device_type} ({any_r.device_name}), "
+            f"{any_r.num_threads} threads, torch {any_r.torch_version}; {self.rounds} interleaved rounds, "
+            f"ratio = median over rounds of per-round median ratios.",
+        ]
         return "\n".join(lines)
 
     def write(self, out_dir: str | os.PathLike, *, kind: str = "infer") -> dict[str, Path]:
@@ -909,8 +1078,13 @@ class CompareReport:
             ``{"csv": path, "json": path, "md": path}``.
         """
         r = next(iter(self.reports.values()))
-        stem = result_filename(kind=kind, precision=r.precision, channels_last=r.memory_format == "nhwc",
-                               compile=r.compile, device=r.device_type)[: -len(".csv")]
+        stem = result_filename(
+            kind=kind,
+            precision=r.precision,
+            channels_last=r.memory_format == "nhwc",
+            compile=r.compile,
+            device=r.device_type,
+        )[: -len(".csv")]
         return write_results(self.rows(), out_dir, stem, markdown=self.to_markdown())
 
 
@@ -956,8 +1130,18 @@ def compare(
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     n_threads = _check_timing_args(warmup, min_run_time, num_threads)
     names = list(models)
-    prepared = {k: _prepare(models[k], input_size, device=device, precision=precision,
-                            channels_last=channels_last, compile=compile, reparam=reparam) for k in names}
+    prepared = {
+        k: _prepare(
+            models[k],
+            input_size,
+            device=device,
+            precision=precision,
+            channels_last=channels_last,
+            compile=compile,
+            reparam=reparam,
+        )
+        for k in names
+    }
     first = {k: _warm(p, warmup, n_threads) for k, p in prepared.items()}
     timers = {k: _timer(p, n_threads) for k, p in prepared.items()}
     times: dict[str, list[float]] = {k: [] for k in names}
@@ -968,8 +1152,10 @@ def compare(
             times[k].extend(m.times)
             medians[k].append(m.median)
     base = names[0]
-    ratios = {k: 1.0 if k == base else statistics.median(a / b for a, b in zip(medians[k], medians[base]))
-              for k in names}
+    ratios = {
+        k: 1.0 if k == base else statistics.median(a / b for a, b in zip(medians[k], medians[base]))
+        for k in names
+    }
     reports = {k: _report(prepared[k], times[k], first[k], n_threads, None) for k in names}
     return CompareReport(base, reports, ratios, {k: [t * 1e3 for t in v] for k, v in medians.items()}, rounds)
 
@@ -987,8 +1173,9 @@ def _cell(v: Any) -> Any:
     return json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v
 
 
-def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, stem: str, *,
-                  markdown: str | None = None) -> dict[str, Path]:
+def write_results(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, stem: str, *, markdown: str | None = None
+) -> dict[str, Path]:
     """Write rows as ``{stem}.csv``, ``{stem}.json`` and (if given) ``{stem}.md``, atomically.
 
     Args:

@@ -74,7 +74,11 @@ def _relocate_post_gates(model: nn.Module) -> None:
         connect = list(stage.connect)
         for i, blk in enumerate(stage.blocks):
             for name, child in list(blk.named_children()):
-                if isinstance(child, BatchNormThenGate) and getattr(blk, "attn", None) is None and stage.attn is None:
+                if (
+                    isinstance(child, BatchNormThenGate)
+                    and getattr(blk, "attn", None) is None
+                    and stage.attn is None
+                ):
                     setattr(blk, name, child[0])
                     blk.attn = child[1]
                     connect[i] = True
@@ -104,7 +108,12 @@ def _trace_pairs(root: nn.Module, prefix: str, out: list[tuple[str, str, str]]) 
         if node.op != "call_module" or calls[node.target] != 1 or not node.args:
             continue
         src = node.args[0]
-        if not isinstance(src, fx.Node) or src.op != "call_module" or calls[src.target] != 1 or len(src.users) != 1:
+        if (
+            not isinstance(src, fx.Node)
+            or src.op != "call_module"
+            or calls[src.target] != 1
+            or len(src.users) != 1
+        ):
             continue
         tgt, prev = root.get_submodule(node.target), root.get_submodule(src.target)
         if isinstance(tgt, _BN) and tgt.track_running_stats and tgt.running_mean is not None:
@@ -149,8 +158,12 @@ def _fold_scales(model: nn.Module) -> None:
         _set(model, cons, nn.Identity())
     left = [n for n, m in model.named_modules() if isinstance(m, ChannelScale)]
     if left:
-        warnings.warn(f"reparameterize_model: could not fold ChannelScale modules {left} into a neighbouring "
-                      f"BN/conv; they stay as cheap per-channel multiplies", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"reparameterize_model: could not fold ChannelScale modules {left} into a neighbouring "
+            f"BN/conv; they stay as cheap per-channel multiplies",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:

@@ -189,7 +189,9 @@ def test_fused_equals_unfused_resnet20_every_supported_module(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,hw,names", [("resnet164", 32, ("se", "cbam")), ("resnet50", 64, ("se", "eca"))])
+@pytest.mark.parametrize(
+    "model,hw,names", [("resnet164", 32, ("se", "cbam")), ("resnet50", 64, ("se", "eca"))]
+)
 def test_fused_equals_unfused_deep_nets(model, hw, names):
     for name in names:
         torch.manual_seed(0)
@@ -204,7 +206,9 @@ def test_fused_equals_unfused_deep_nets(model, hw, names):
 def test_fusion_exact_in_float64_with_randomised_asr():
     torch.manual_seed(0)
     for psi_size in (1, 2):
-        m = attnkit.create_model("resnet164", num_classes=100, attn="asr", attn_kwargs={"psi_size": psi_size}).double()
+        m = attnkit.create_model(
+            "resnet164", num_classes=100, attn="asr", attn_kwargs={"psi_size": psi_size}
+        ).double()
         with torch.no_grad():
             for mod in m.modules():
                 if isinstance(mod, ASRBatchNorm2d):
@@ -225,8 +229,14 @@ def test_fusion_exact_in_float64_with_randomised_asr():
 
 def test_asr_gate_folds_into_preceding_bn():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), ASRGate(8), nn.ReLU(),
-                        nn.Conv2d(8, 4, 1), ASRGate(4, attn_layer="eca"))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        ASRGate(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 1),
+        ASRGate(4, attn_layer="eca"),
+    )
     net.train()(torch.randn(4, 3, 8, 8))
     net.eval()
     x = torch.randn(2, 3, 8, 8)
@@ -252,4 +262,6 @@ def test_registry_checks_bf16_channels_last_compile():
     m.eval()
     torch.testing.assert_close(m(x.to(memory_format=torch.channels_last)), m(x), atol=1e-6, rtol=0)
     for form in (m, m.fuse()):
-        torch.testing.assert_close(torch.compile(form, fullgraph=True, backend="eager")(x), m(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            torch.compile(form, fullgraph=True, backend="eager")(x), m(x), atol=1e-6, rtol=0
+        )

@@ -10,9 +10,14 @@ def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize("attn,classes,expected", [
-    ("srm", 100, 1_759_540), ("srm", 10, 1_736_410), ("sge", 100, 1_734_196),
-])
+@pytest.mark.parametrize(
+    "attn,classes,expected",
+    [
+        ("srm", 100, 1_759_540),
+        ("srm", 10, 1_736_410),
+        ("sge", 100, 1_734_196),
+    ],
+)
 def test_optional_baseline_counts(attn, classes, expected):
     assert n_params(create_model("resnet164", num_classes=classes, attn=attn)) == expected
 
@@ -35,8 +40,9 @@ def test_sge_guard_and_initial_gate():
     cap = {}
     m.gate.register_forward_hook(lambda mod, i, o: cap.setdefault("g", o))
     m(torch.randn(2, 64, 8, 8))
-    torch.testing.assert_close(cap["g"], torch.full_like(cap["g"], torch.sigmoid(torch.tensor(1.0)).item()),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        cap["g"], torch.full_like(cap["g"], torch.sigmoid(torch.tensor(1.0)).item()), atol=1e-6, rtol=0
+    )
 
 
 def test_cbam_spatial_gate_half_in_eval_too():

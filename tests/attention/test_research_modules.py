@@ -53,8 +53,14 @@ def test_resnet164_cifar100_param_counts(attn, kwargs, expected):
 
 @pytest.mark.parametrize(
     "attn, kwargs, expected",
-    [("dia", {}, 1_923_002), ("iebn", {}, 1_728_378), ("ras", {}, 1_736_410), ("spem", {}, 1_736_518),
-     ("sem", {}, 1_946_974), ("lsas", {"scheme": R164_LAST}, 1_865_722)],
+    [
+        ("dia", {}, 1_923_002),
+        ("iebn", {}, 1_728_378),
+        ("ras", {}, 1_736_410),
+        ("spem", {}, 1_736_518),
+        ("sem", {}, 1_946_974),
+        ("lsas", {"scheme": R164_LAST}, 1_865_722),
+    ],
 )
 def test_resnet164_cifar10_param_counts(attn, kwargs, expected):
     assert n_params(create_model("resnet164", num_classes=10, attn=attn, **kwargs)) == expected
@@ -62,12 +68,16 @@ def test_resnet164_cifar10_param_counts(attn, kwargs, expected):
 
 @pytest.mark.parametrize("order, expected", [(0, 1_879_636), (2, 1_898_068), (3, 1_907_284), (5, 1_925_716)])
 def test_lsas_order_counts_official_placement(order, expected):
-    m = create_model("resnet164", num_classes=100, attn="lsas", scheme=R164_LAST, attn_kwargs={"order": order})
+    m = create_model(
+        "resnet164", num_classes=100, attn="lsas", scheme=R164_LAST, attn_kwargs={"order": order}
+    )
     assert n_params(m) == expected
 
 
-@pytest.mark.parametrize("attn, d20, d56", [("dia", 14_392, 14_392), ("spem", 1_362, 4_086), ("sem", 4_107, 12_321),
-                                            ("lsas", 3_045, 9_135)])
+@pytest.mark.parametrize(
+    "attn, d20, d56",
+    [("dia", 14_392, 14_392), ("spem", 1_362, 4_086), ("sem", 4_107, 12_321), ("lsas", 3_045, 9_135)],
+)
 def test_basic_block_increments(attn, d20, d56):
     for name, d in (("resnet20", d20), ("resnet56", d56)):
         plain = n_params(create_model(name, num_classes=10))
@@ -102,7 +112,17 @@ def test_iebn_placement_in_resnet164():
 def test_sem_and_lsas_module_counts_and_widths():
     for c, exp in zip((16, 32, 64, 128, 256), (135, 328, 906, 2_832, 9_752)):
         assert n_params(SEMModule(c, rd_divisor=1)) == exp
-    assert [sem_eca_kernel_size(c) for c in (16, 32, 64, 128, 256, 512, 1024, 2048, 4)] == [3, 3, 3, 5, 5, 5, 5, 7, 1]
+    assert [sem_eca_kernel_size(c) for c in (16, 32, 64, 128, 256, 512, 1024, 2048, 4)] == [
+        3,
+        3,
+        3,
+        5,
+        5,
+        5,
+        5,
+        7,
+        1,
+    ]
     assert "rd_channels=8" in repr(create_attn("sem", 64))
     for c in (64, 128, 256):
         for n in (0, 1, 3):
@@ -143,8 +163,11 @@ def test_initial_gates_in_resnet164():
     torch.manual_seed(0)
     ras = create_model("resnet164", num_classes=100, attn="ras")
     gates = []
-    hs = [m.gate.register_forward_hook(lambda mod, i, o: gates.append(o)) for m in ras.modules()
-          if isinstance(m, RASModule)]
+    hs = [
+        m.gate.register_forward_hook(lambda mod, i, o: gates.append(o))
+        for m in ras.modules()
+        if isinstance(m, RASModule)
+    ]
     for mode in (True, False):
         ras.train(mode)
         gates.clear()
@@ -218,7 +241,8 @@ def test_iebn_batchnorm_interop():
     torch.testing.assert_close(conv.weight, bn.weight)
     torch.testing.assert_close(conv.running_mean, bn.running_mean)
     assert sorted(layer.state_dict()) == sorted(
-        ["weight", "bias", "gate_weight", "gate_bias", "running_mean", "running_var", "num_batches_tracked"])
+        ["weight", "bias", "gate_weight", "gate_bias", "running_mean", "running_var", "num_batches_tracked"]
+    )
     seq = nn.Sequential(IEBN2d(8), nn.BatchNorm2d(8))
     conv_seq = nn.SyncBatchNorm.convert_sync_batchnorm(seq)
     assert isinstance(conv_seq[0], IEBN2d)  # not a _BatchNorm: SyncBN conversion leaves it alone
@@ -237,7 +261,9 @@ def test_iebn_batchnorm_interop():
 def _dia_reference(m: DIALSTM, x, state, skip_h_on_zero=False):
     mu = x.mean((2, 3))
     h, c = state if state is not None else (torch.zeros_like(mu), torch.zeros_like(mu))
-    gx = F.linear(F.relu(F.linear(mu, m.fc_x.fc1.weight, m.fc_x.fc1.bias)), m.fc_x.fc2.weight, m.fc_x.fc2.bias)
+    gx = F.linear(
+        F.relu(F.linear(mu, m.fc_x.fc1.weight, m.fc_x.fc1.bias)), m.fc_x.fc2.weight, m.fc_x.fc2.bias
+    )
     gh = F.linear(F.relu(F.linear(h, m.fc_h.fc1.weight, m.fc_h.fc1.bias)), m.fc_h.fc2.weight, m.fc_h.fc2.bias)
     g = gx if (skip_h_on_zero and state is None) else gx + gh
     i, f, gg, o = g.chunk(4, 1)
@@ -388,7 +414,7 @@ def test_spem_init_aux_and_gradients():
     for only in ("exc_weight", "rew_weight", "both"):
         m = SPEMModule(64)
         with torch.no_grad():
-            for name in (("exc_weight", "rew_weight") if only == "both" else (only,)):
+            for name in ("exc_weight", "rew_weight") if only == "both" else (only,):
                 getattr(m, name).normal_()
         (m(x) * torch.randn_like(x)).sum().backward()
         assert (torch.count_nonzero(m.p.grad) > 0) == (only == "both")
@@ -412,8 +438,9 @@ def test_spem_reference_scale_invariance_and_figure():
     assert (fig.gate(x) - 0.470235).abs().max() < 1e-6
     with pytest.raises(ValueError, match="formulation"):
         SPEMModule(32, formulation="paper")
-    sd = spem_state_dict_from_official({"w1": m.exc_weight, "b1": m.exc_bias, "w2": m.rew_weight, "b2": m.rew_bias,
-                                        "p": m.p})
+    sd = spem_state_dict_from_official(
+        {"w1": m.exc_weight, "b1": m.exc_bias, "w2": m.rew_weight, "b2": m.rew_bias, "p": m.p}
+    )
     m2 = SPEMModule(32)
     m2.load_state_dict(sd)
     torch.testing.assert_close(m2(x), _spem_reference(m, x), atol=1e-6, rtol=0)
@@ -436,7 +463,11 @@ def _sem_reference(m: SEMModule, x):
     n, c = x.shape[:2]
     s = x.mean((2, 3))
     w = SIG(s @ m.decision.weight.t() + m.decision.bias)
-    e1 = F.linear(F.relu(F.linear(s, m.se.fc1.weight.flatten(1), m.se.fc1.bias)), m.se.fc2.weight.flatten(1), m.se.fc2.bias)
+    e1 = F.linear(
+        F.relu(F.linear(s, m.se.fc1.weight.flatten(1), m.se.fc1.bias)),
+        m.se.fc2.weight.flatten(1),
+        m.se.fc2.bias,
+    )
     e2 = F.conv1d(s.unsqueeze(1), m.eca.weight, padding=m.eca_k // 2).squeeze(1)
     e3 = m.ie_weight * s + m.ie_bias
     return (SIG(w[:, :1] * e1) * SIG(w[:, 1:2] * e2) * SIG(w[:, 2:3] * e3)).view(n, c, 1, 1)
@@ -473,7 +504,12 @@ def test_sem_reference_init_and_switch():
         only_se.decision.bias.fill_(1e4)
         only_se.se.load_state_dict(se.state_dict())
     torch.testing.assert_close(only_se(x), se(x), atol=1e-6, rtol=0)
-    for bad in ({"operators": ()}, {"operators": ("se", "se")}, {"operators": ("mlp",)}, {"gate_mode": "max"}):
+    for bad in (
+        {"operators": ()},
+        {"operators": ("se", "se")},
+        {"operators": ("mlp",)},
+        {"gate_mode": "max"},
+    ):
         with pytest.raises(ValueError):
             SEMModule(64, **bad)
     model = create_model("resnet164", num_classes=100, attn="sem")
@@ -481,10 +517,17 @@ def test_sem_reference_init_and_switch():
     assert torch.all(blk_attn.ie_weight == 0) and torch.all(blk_attn.ie_bias == -1)
     bound = 1 / math.sqrt(256)
     assert blk_attn.se.fc1.weight.abs().max() <= bound
-    sd = {"switch_fc.weight": m.decision.weight, "switch_fc.bias": m.decision.bias,
-          "fc1.weight": m.se.fc1.weight.flatten(1), "fc1.bias": m.se.fc1.bias,
-          "fc2.weight": m.se.fc2.weight.flatten(1), "fc2.bias": m.se.fc2.bias, "conv.weight": m.eca.weight,
-          "w1": m.ie_weight.view(1, 64, 1, 1), "b1": m.ie_bias.view(1, 64, 1, 1)}
+    sd = {
+        "switch_fc.weight": m.decision.weight,
+        "switch_fc.bias": m.decision.bias,
+        "fc1.weight": m.se.fc1.weight.flatten(1),
+        "fc1.bias": m.se.fc1.bias,
+        "fc2.weight": m.se.fc2.weight.flatten(1),
+        "fc2.bias": m.se.fc2.bias,
+        "conv.weight": m.eca.weight,
+        "w1": m.ie_weight.view(1, 64, 1, 1),
+        "b1": m.ie_bias.view(1, 64, 1, 1),
+    }
     m2 = SEMModule(64, rd_divisor=1)
     m2.load_state_dict(sem_state_dict_from_official(sd))
     torch.testing.assert_close(m2.gate(x), m.gate(x))
@@ -525,8 +568,12 @@ def test_lsas_chain_init_and_base_equivalence():
         LSASModule(64, order=-1)
     with pytest.raises(ValueError, match="valid bases"):
         LSASModule(64, base="spem")
-    sd = {"fc1.weight": m3.base.fc1.weight.flatten(1), "fc1.bias": m3.base.fc1.bias,
-          "fc2.weight": m3.base.fc2.weight.flatten(1), "fc2.bias": m3.base.fc2.bias}
+    sd = {
+        "fc1.weight": m3.base.fc1.weight.flatten(1),
+        "fc1.bias": m3.base.fc1.bias,
+        "fc2.weight": m3.base.fc2.weight.flatten(1),
+        "fc2.bias": m3.base.fc2.bias,
+    }
     for k, name in enumerate(("", "2", "3")):
         sd[f"w{name}"] = m3.sub_weight[k].view(1, 64, 1, 1)
         sd[f"b{name}"] = m3.sub_bias[k].view(1, 64, 1, 1)
@@ -542,7 +589,11 @@ def test_lsas_official_placement():
     owners = [n for n, m in model.named_modules() if isinstance(m, LSASModule)]
     assert len(owners) == 18 and all(n.startswith("stages.2.") for n in owners)
     hits = []
-    hs = [m.register_forward_hook(lambda *a: hits.append(1)) for m in model.modules() if isinstance(m, LSASModule)]
+    hs = [
+        m.register_forward_hook(lambda *a: hits.append(1))
+        for m in model.modules()
+        if isinstance(m, LSASModule)
+    ]
     with torch.no_grad():
         model.eval()(torch.randn(1, 3, 32, 32))
     assert len(hits) == 18
@@ -558,8 +609,13 @@ def _ras_reference(m: RASModule, x):
     w, b = m.le_weight.view(1, c, 1, 1), m.le_bias.view(1, c, 1, 1)
     z = w * x.mean((2, 3), keepdim=True) + b
     bn = m.norms[0]
-    z = w * F.batch_norm(z, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias, m.training,
-                         0.1, bn.eps) + b
+    z = (
+        w
+        * F.batch_norm(
+            z, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias, m.training, 0.1, bn.eps
+        )
+        + b
+    )
     return x * SIG(z)
 
 
@@ -684,7 +740,9 @@ def test_non_gate_generic_properties(kind):
         m.train(mode)
         with torch.no_grad():
             ref = m(x)
-            torch.testing.assert_close(m(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-6, rtol=1e-6)
+            torch.testing.assert_close(
+                m(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-6, rtol=1e-6
+            )
         compiled = torch.compile(m, fullgraph=True, backend="eager")
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), m(x), atol=1e-6, rtol=1e-6)
@@ -695,7 +753,7 @@ def test_non_gate_generic_properties(kind):
     m.zero_grad()
     (m(x) * torch.randn_like(x)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
-    m64 = (_TwoStep(DIALSTM(64, dtype=torch.float64)) if kind == "dia" else IEBN2d(64, dtype=torch.float64))
+    m64 = _TwoStep(DIALSTM(64, dtype=torch.float64)) if kind == "dia" else IEBN2d(64, dtype=torch.float64)
     assert m64(x.double()).dtype == torch.float64
 
 

@@ -114,7 +114,7 @@ def test_train_sampler_shards_union_equals_single_process_batches():
     r0, r1 = TrainSampler(64, seed=1, rank=0, world_size=2), TrainSampler(64, seed=1, rank=1, world_size=2)
     a, b0, b1 = full.indices(2), r0.indices(2), r1.indices(2)
     for i in range(4):  # per-rank batch 8 <-> global batch 16
-        assert sorted(b0[8 * i:8 * i + 8] + b1[8 * i:8 * i + 8]) == sorted(a[16 * i:16 * i + 16])
+        assert sorted(b0[8 * i : 8 * i + 8] + b1[8 * i : 8 * i + 8]) == sorted(a[16 * i : 16 * i + 16])
     odd = [TrainSampler(11, rank=r, world_size=2) for r in (0, 1)]
     assert len(odd[0]) == len(odd[1]) == 5 and len(list(odd[0])) == 5
 

@@ -12,14 +12,29 @@ from attnkit.models import ResNet, format_scheme, parse_scheme
 
 def test_list_models_has_the_families():
     names = set(list_models())
-    assert {"resnet20", "resnet32", "resnet56", "resnet110", "resnet164", "preresnet164",
-            "resnet18", "resnet34", "resnet50"} <= names
+    assert {
+        "resnet20",
+        "resnet32",
+        "resnet56",
+        "resnet110",
+        "resnet164",
+        "preresnet164",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+    } <= names
 
 
-@pytest.mark.parametrize("name,shape,classes", [
-    ("resnet20", (2, 3, 32, 32), 10), ("resnet164", (2, 3, 96, 96), 10), ("preresnet164", (2, 3, 32, 32), 100),
-    ("resnet18", (2, 3, 64, 64), 1000), ("resnet50", (1, 3, 64, 64), 7),
-])
+@pytest.mark.parametrize(
+    "name,shape,classes",
+    [
+        ("resnet20", (2, 3, 32, 32), 10),
+        ("resnet164", (2, 3, 96, 96), 10),
+        ("preresnet164", (2, 3, 32, 32), 100),
+        ("resnet18", (2, 3, 64, 64), 1000),
+        ("resnet50", (1, 3, 64, 64), 7),
+    ],
+)
 def test_forward_shapes(name, shape, classes):
     m = create_model(name, num_classes=classes).eval()
     with torch.no_grad():
@@ -141,7 +156,9 @@ def test_identity_gates_equal_plain_model():
 
 def test_all_zero_scheme_equals_plain():
     plain = create_model("resnet50", num_classes=10).eval()
-    zero = create_model("resnet50", num_classes=10, attn="se", sharing="stage", scheme="000|0000|000000|000").eval()
+    zero = create_model(
+        "resnet50", num_classes=10, attn="se", sharing="stage", scheme="000|0000|000000|000"
+    ).eval()
     assert sum(p.numel() for p in zero.parameters()) == sum(p.numel() for p in plain.parameters())
     zero.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 64, 64)

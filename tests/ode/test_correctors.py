@@ -44,9 +44,11 @@ def test_zero_init_networks_reproduce_base(dtype):
     y0 = u[:5].to(dtype)
     t = torch.arange(11, dtype=dtype) * 0.1
     ref = odeint(p, y0, t, method="rk4_classic", options={"step_size": 0.1})
-    mods = [NeurVec(4, hidden=32, zero_init_last=True).fit_normalizer(u, r),
-            AttNSRecon(4, hidden=32, zero_init_last=True).fit_normalizer(u, r, increment=inc),
-            AttNSRecon(4, hidden=32, mode="multiplicative", zero_init_last=True).fit_normalizer(u, r, inc)]
+    mods = [
+        NeurVec(4, hidden=32, zero_init_last=True).fit_normalizer(u, r),
+        AttNSRecon(4, hidden=32, zero_init_last=True).fit_normalizer(u, r, increment=inc),
+        AttNSRecon(4, hidden=32, mode="multiplicative", zero_init_last=True).fit_normalizer(u, r, inc),
+    ]
     for m in mods:
         got = odeint(p, y0, t, method=CorrectedSolver("rk4_classic", m, dt=0.1))
         assert torch.equal(got, ref), m
@@ -82,6 +84,7 @@ def test_dt_and_base_guards():
     with pytest.raises(ValueError, match="trained for dt"):
         odeint(p, y0, torch.tensor([0.0, 0.2], dtype=torch.float64), method=s, options={"step_size": 0.05})
     from attnkit.ode import get_solver
+
     with pytest.raises(ValueError, match="rk4_classic"):
         s.check(0.1, get_solver("rk4"))
     with pytest.raises(ValueError, match="conflicts"):

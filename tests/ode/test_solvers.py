@@ -49,8 +49,13 @@ def _slope(method, func, y0, exact, dtype):
 
 @pytest.mark.parametrize("method", sorted(ORDERS))
 def test_convergence_order_float64(method):
-    s, _ = _slope(method, _decay, torch.tensor([1.0]), torch.tensor([math.exp(-1.0)], dtype=torch.float64),
-                  torch.float64)
+    s, _ = _slope(
+        method,
+        _decay,
+        torch.tensor([1.0]),
+        torch.tensor([math.exp(-1.0)], dtype=torch.float64),
+        torch.float64,
+    )
     assert abs(s - ORDERS[method]) < 0.2
     y0 = torch.tensor([1.0, 0.0])
     exact = torch.tensor([math.cos(1.0), -math.sin(1.0)], dtype=torch.float64)
@@ -125,6 +130,7 @@ def test_output_contract_and_errors():
 def test_register_solver_adds_method():
     name = "test_ralston2"
     if name not in list_solvers():
+
         @register_solver(name)
         class Ralston(Solver):
             order, nfe = 2, 2
@@ -133,6 +139,7 @@ def test_register_solver_adds_method():
                 k1 = func(t, y) if f0 is None else f0
                 k2 = func(t + 2 * dt / 3, y + (2 * dt / 3) * k1)
                 return y + dt * (0.25 * k1 + 0.75 * k2)
+
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
     exact = torch.tensor([math.cos(1.0), -math.sin(1.0)], dtype=torch.float64)
     s, _ = _slope(name, Oscillator(), y0, exact, torch.float64)

@@ -104,8 +104,13 @@ def test_metrics():
     pred = ref + 0.1 * torch.randn_like(ref)
     st = ensemble_statistics(pred, ref)
     a, b = pred[1:, :, 0].reshape(-1), ref[1:, :, 0].reshape(-1)
-    w1 = sum(scipy.stats.wasserstein_distance(pred[1:, :, i].reshape(-1), ref[1:, :, i].reshape(-1))
-             for i in range(3)) / 3
+    w1 = (
+        sum(
+            scipy.stats.wasserstein_distance(pred[1:, :, i].reshape(-1), ref[1:, :, i].reshape(-1))
+            for i in range(3)
+        )
+        / 3
+    )
     assert st["w1"] == pytest.approx(w1, abs=1e-10) and a.shape == b.shape
     bad = ref.clone()
     bad[5, 3, 1] = float("nan")

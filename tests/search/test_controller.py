@@ -55,7 +55,7 @@ def test_replay_loss_formula_and_detached_ratio():
     lp = (-torch.rand(3, 16, generator=g)).requires_grad_(True)
     old = lp.detach().exp() * (0.8 + 0.4 * torch.rand(3, 16, generator=g))  # ratios on both sides of the clip
     adv = torch.tensor([0.5, -1.0, 2.0])
-    rho = (lp.detach().exp() / old)
+    rho = lp.detach().exp() / old
     s1 = float((rho * lp.detach() * adv[:, None]).sum() / 3)
     s2 = float((rho.clamp(0.9, 1.1) * lp.detach() * adv[:, None]).sum() / 3)
     loss = replay_loss(lp, old, adv)
@@ -85,8 +85,9 @@ def test_reward_offset_cancels():
     a = EANSearch(synthetic(), R50, SearchConfig(steps=40, seed=3, reward_offset=54.0)).run()
     b = EANSearch(synthetic(), R50, SearchConfig(steps=40, seed=3, reward_offset=0.0)).run()
     assert [h.scheme for h in a.history] == [h.scheme for h in b.history]
-    assert torch.allclose(torch.tensor(a.history[-1].connect_probs), torch.tensor(b.history[-1].connect_probs),
-                          atol=1e-6)
+    assert torch.allclose(
+        torch.tensor(a.history[-1].connect_probs), torch.tensor(b.history[-1].connect_probs), atol=1e-6
+    )
 
 
 def test_cache_calls_evaluator_once_per_scheme_and_changes_nothing():
@@ -109,8 +110,9 @@ def test_state_dict_round_trip_resumes_exactly(tmp_path):
     second = EANSearch(synthetic(), R50, SearchConfig(steps=40, seed=7))
     second.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=False))
     resumed = second.run()
-    assert [(h.scheme, h.loss, h.replay_loss, h.baseline) for h in resumed.history] == \
-        [(h.scheme, h.loss, h.replay_loss, h.baseline) for h in full.history]
+    assert [(h.scheme, h.loss, h.replay_loss, h.baseline) for h in resumed.history] == [
+        (h.scheme, h.loss, h.replay_loss, h.baseline) for h in full.history
+    ]
     assert str(resumed.scheme) == str(full.scheme)
     with pytest.raises(ValueError, match="blocks_per_stage"):
         EANSearch(synthetic(), (3, 3, 3), SearchConfig()).load_state_dict(first.state_dict())

@@ -12,10 +12,23 @@ from attnkit.search.pipeline import PipelineConfig, build_search_data, run_pipel
 
 
 def _cfg(out, steps, **kw):
-    return PipelineConfig(model="resnet20", attn="se", sharing="stage", dataset="digits", train_subset=600,
-                          holdout_per_class=8, batch_size=64, eval_batch_size=200, supernet_epochs=1, max_batches=2,
-                          search=SearchConfig(steps=steps, seed=1), checkpoint_every=2, out=str(out),
-                          progress=False, **kw)
+    return PipelineConfig(
+        model="resnet20",
+        attn="se",
+        sharing="stage",
+        dataset="digits",
+        train_subset=600,
+        holdout_per_class=8,
+        batch_size=64,
+        eval_batch_size=200,
+        supernet_epochs=1,
+        max_batches=2,
+        search=SearchConfig(steps=steps, seed=1),
+        checkpoint_every=2,
+        out=str(out),
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.mark.slow
@@ -55,7 +68,9 @@ def test_supernet_training_resumes_exactly(tmp_path):
     def run(run_dir, epochs):
         torch.manual_seed(0)
         m = create_model("resnet20", num_classes=10, in_chans=1, attn="se", sharing="stage")
-        loader = DataLoader(train_ds, batch_size=64, sampler=TrainSampler(len(train_ds), seed=0), drop_last=True)
+        loader = DataLoader(
+            train_ds, batch_size=64, sampler=TrainSampler(len(train_ds), seed=0), drop_last=True
+        )
         return train_supernet(m, loader, epochs=epochs, run_dir=run_dir, max_batches=2, progress=False)
 
     straight = run(tmp_path / "s", 2)

@@ -55,6 +55,7 @@ def test_official_schemes_by_name_and_in_models():
     assert resolve_scheme("full", (3, 3, 3)).num_connected == 9
     with pytest.raises(ValueError, match=r"blocks_per_stage \(3, 3, 3\)"):
         resolve_scheme("fbresnet50_dia", (3, 3, 3))
-    m = create_model("resnet50", num_classes=10, attn="se", sharing="stage",
-                     scheme=str(official_scheme("fbresnet50_dia")))
+    m = create_model(
+        "resnet50", num_classes=10, attn="se", sharing="stage", scheme=str(official_scheme("fbresnet50_dia"))
+    )
     assert ConnectionScheme.parse(m.scheme, m.blocks_per_stage) == official_scheme("fbresnet50_dia")

@@ -29,9 +29,23 @@ def quick_config(tmp_path):
     """Factory of a digits run small enough for unit tests (resnet20, 400 images, workers=0, log lines)."""
 
     def make(**kw) -> TrainConfig:
-        base = dict(model="resnet20", dataset="digits", train_subset=400, epochs=2, batch_size=64,
-                    eval_batch_size=360, scheduler="step", milestones=[1], lr=0.05, weight_decay=5e-4,
-                    workers=0, out_dir=str(tmp_path), run_name="run", progress="lines", log_interval=1000)
+        base = dict(
+            model="resnet20",
+            dataset="digits",
+            train_subset=400,
+            epochs=2,
+            batch_size=64,
+            eval_batch_size=360,
+            scheduler="step",
+            milestones=[1],
+            lr=0.05,
+            weight_decay=5e-4,
+            workers=0,
+            out_dir=str(tmp_path),
+            run_name="run",
+            progress="lines",
+            log_interval=1000,
+        )
         base.update(kw)
         return TrainConfig(**base)
 

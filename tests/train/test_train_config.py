@@ -41,8 +41,25 @@ def test_precedence_dataclass_recipe_yaml_cli(tmp_path):
 
 
 def test_flags_generated_from_fields():
-    c = resolve_config(_parse(["--no-augment", "--milestones", "3", "5", "--attn-kwargs", "rd_ratio=0.25",
-                               "k=abc", "--num-classes", "none", "--train-subset", "100", "--attn", "se"]))
+    c = resolve_config(
+        _parse(
+            [
+                "--no-augment",
+                "--milestones",
+                "3",
+                "5",
+                "--attn-kwargs",
+                "rd_ratio=0.25",
+                "k=abc",
+                "--num-classes",
+                "none",
+                "--train-subset",
+                "100",
+                "--attn",
+                "se",
+            ]
+        )
+    )
     assert c.augment is False and c.milestones == [3, 5] and c.attn_kwargs == {"rd_ratio": 0.25, "k": "abc"}
     assert c.num_classes is None and c.train_subset == 100 and c.attn == "se"
     assert resolve_config(_parse(["--augment"])).augment is True
@@ -63,8 +80,22 @@ def test_unknown_key_and_type_errors_name_the_problem(tmp_path):
 
 def test_saved_config_round_trips(tmp_path):
     """Check 21: config.yaml loads back to an equal TrainConfig."""
-    c = resolve_config(_parse(["--recipe", "cifar-group", "--attn", "se", "--attn-kwargs", "rd_ratio=0.125",
-                               "--seed", "3", "--grad-clip", "5"]))
+    c = resolve_config(
+        _parse(
+            [
+                "--recipe",
+                "cifar-group",
+                "--attn",
+                "se",
+                "--attn-kwargs",
+                "rd_ratio=0.125",
+                "--seed",
+                "3",
+                "--grad-clip",
+                "5",
+            ]
+        )
+    )
     save_config(c, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == c
     assert resolve_config(_parse(["-c", str(tmp_path / "config.yaml")])) == c
@@ -72,10 +103,26 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_every_recipe_resolves_and_lists_its_values():
     names = list_recipes()
-    assert {"cifar-group", "cifar-dianet-r164", "stl10-group", "imagenet-step100", "imagenet-ean120", "quick"} <= set(names)
+    assert {
+        "cifar-group",
+        "cifar-dianet-r164",
+        "stl10-group",
+        "imagenet-step100",
+        "imagenet-ean120",
+        "quick",
+    } <= set(names)
     for n in names:
         raw = load_recipe(n)
-        for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones", "gamma", "scheduler"):
+        for key in (
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "milestones",
+            "gamma",
+            "scheduler",
+        ):
             assert key in raw, (n, key)
         config_from_dict(raw)
     stl = config_from_dict(load_recipe("stl10-group"))
@@ -89,7 +136,14 @@ def test_every_recipe_resolves_and_lists_its_values():
 def test_cifar_group_preset_and_lr_at_epoch_starts():
     """Backbones check 23: cifar-group values and lr at the start of epochs 80, 81, 121, 122."""
     c = config_from_dict(load_recipe("cifar-group"))
-    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs, c.gamma) == (0.1, 0.9, 1e-4, 128, 164, 0.1)
+    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs, c.gamma) == (
+        0.1,
+        0.9,
+        1e-4,
+        128,
+        164,
+        0.1,
+    )
     assert tuple(c.milestones) == (81, 122) and c.wd_mode == "all" and not c.nesterov
     assert (CIFAR_MEAN, CIFAR_STD) == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=c.lr)

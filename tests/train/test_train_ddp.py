@@ -19,8 +19,14 @@ def tiny_cnn(config, data) -> nn.Module:
     batch statistics of DDP cannot make the 2-process run differ from the 1-process run."""
     torch.manual_seed(config.seed)
     side = (data.img_size[0] - 3) // 2 + 1
-    return nn.Sequential(nn.Conv2d(data.in_chans, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(32 * side * side, data.num_classes))
+    return nn.Sequential(
+        nn.Conv2d(data.in_chans, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * side * side, data.num_classes),
+    )
 
 
 def record_rank(info) -> None:
@@ -29,12 +35,19 @@ def record_rank(info) -> None:
 
     engine, model = info["engine"], info["model"]
     odd = TensorImageDataset(torch.rand(101, 1, 8, 8), torch.randint(0, 10, (101,)))
-    loader = DataLoader(odd, batch_size=16,
-                        sampler=EvalShardSampler(101, rank=engine.global_rank, world_size=engine.world_size))
+    loader = DataLoader(
+        odd,
+        batch_size=16,
+        sampler=EvalShardSampler(101, rank=engine.global_rank, world_size=engine.world_size),
+    )
     res = evaluate(model, loader, engine=engine)
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    out = {"world_size": engine.world_size, "backend": dist.get_backend() if dist.is_initialized() else None,
-           "odd_count": res["count"], "params": flat.tolist()}
+    out = {
+        "world_size": engine.world_size,
+        "backend": dist.get_backend() if dist.is_initialized() else None,
+        "odd_count": res["count"],
+        "params": flat.tolist(),
+    }
     (info["run_dir"] / f"rank{engine.global_rank}-epoch{info['epoch']}.json").write_text(json.dumps(out))
 
 
@@ -58,7 +71,10 @@ def test_two_process_ddp_matches_one_process(quick_config, load_weights):
     ranks = [json.loads((two.run_dir / f"rank{r}-epoch1.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2] and [r["backend"] for r in ranks] == ["gloo", "gloo"]
     assert ranks[0]["params"] == ranks[1]["params"]  # DDP keeps replicas identical
-    assert [r["odd_count"] for r in ranks] == [101, 101]  # unpadded sharded evaluation counts each sample once
+    assert [r["odd_count"] for r in ranks] == [
+        101,
+        101,
+    ]  # unpadded sharded evaluation counts each sample once
     assert s2["world_size"] == 2
 
     w1, w2 = load_weights(one.run_dir), load_weights(two.run_dir)

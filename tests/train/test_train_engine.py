@@ -69,7 +69,7 @@ def test_checkpoint_round_trip_and_run_folder(quick_config, load_weights, capsys
     assert seen_rows == [1, 2, 3]
     with open(run / "metrics.csv") as f:
         header = next(csv.reader(f))
-    assert tuple(header[:len(FIXED_COLUMNS)]) == FIXED_COLUMNS
+    assert tuple(header[: len(FIXED_COLUMNS)]) == FIXED_COLUMNS
     assert not (run / "tb").exists()
     for name in ("config.yaml", "env.json", "summary.json", "report.md", "best.ckpt", "last.ckpt"):
         assert (run / name).exists(), name

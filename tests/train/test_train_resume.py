@@ -57,17 +57,44 @@ def test_sigkill_mid_run_then_resume_auto(tmp_path, load_weights):
     """A training process is SIGKILLed after its first checkpoint; ``--resume auto`` finishes the run with the
     same metrics and parameters as an uninterrupted run of the same seed (CPU, 32-true, workers=0)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "attnkit.cli", "train", "--recipe", "quick", "--train-subset", "320",
-            "--epochs", "6", "--scheduler", "step", "--milestones", "2", "4", "--lr", "0.1", "--batch-size", "32",
-            "--workers", "0", "--progress", "lines", "--out-dir", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "attnkit.cli",
+        "train",
+        "--recipe",
+        "quick",
+        "--train-subset",
+        "320",
+        "--epochs",
+        "6",
+        "--scheduler",
+        "step",
+        "--milestones",
+        "2",
+        "4",
+        "--lr",
+        "0.1",
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--progress",
+        "lines",
+        "--out-dir",
+        str(tmp_path),
+    ]
 
     def run(name, *extra):
-        subprocess.run(args + ["--run-name", name, *extra], env=env, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            args + ["--run-name", name, *extra], env=env, check=True, capture_output=True, timeout=600
+        )
 
     run("ref")
     killed = tmp_path / "killed"
-    p = subprocess.Popen(args + ["--run-name", "killed"], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        args + ["--run-name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 600
         while not (killed / "last.ckpt").exists() and p.poll() is None and time.monotonic() < deadline:

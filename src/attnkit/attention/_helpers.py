@@ -99,4 +99,6 @@ def check_4d(x: torch.Tensor, channels: int, who: str) -> None:
     if x.dim() != 4:
         raise ValueError(f"{who} expects a 4-D (N, C, H, W) input, got shape {tuple(x.shape)}")
     if x.shape[1] != channels:
-        raise ValueError(f"{who} was built for {channels} channels but got {x.shape[1]} (shape {tuple(x.shape)})")
+        raise ValueError(
+            f"{who} was built for {channels} channels but got {x.shape[1]} (shape {tuple(x.shape)})"
+        )

@@ -88,7 +88,9 @@ def register_attn(
         names = [key, *[a.lower() for a in aliases]]
         for n in names:
             if not overwrite and (n in _REGISTRY or n in _ALIASES):
-                raise ValueError(f"attention name {n!r} is already registered (pass overwrite=True to replace it)")
+                raise ValueError(
+                    f"attention name {n!r} is already registered (pass overwrite=True to replace it)"
+                )
         _REGISTRY[key] = AttnEntry(key, c, title, arxiv, code, dict(paper_kwargs or {}), kind, tuple(aliases))
         for a in aliases:
             _ALIASES[a.lower()] = key

@@ -98,8 +98,13 @@ def _ras_gate(m: RASModule, x: torch.Tensor) -> torch.Tensor:
     return m.gate(z)
 
 
-_GATE_FNS: dict[type, GateFn] = {SEModule: _se_gate, ECAModule: _eca_gate, CBAMModule: _cbam_gate,
-                                 IEGate: _ie_gate, RASModule: _ras_gate}
+_GATE_FNS: dict[type, GateFn] = {
+    SEModule: _se_gate,
+    ECAModule: _eca_gate,
+    CBAMModule: _cbam_gate,
+    IEGate: _ie_gate,
+    RASModule: _ras_gate,
+}
 _CHANNEL_GATE_FNS: dict[type, GateFn] = {CBAMModule: _cbam_channel_gate}
 
 
@@ -227,10 +232,21 @@ class BatchNormThenGate(nn.Sequential):
 # --------------------------------------------------------------------------------------------------
 
 ASR_SUPPORT: dict[str, str] = {
-    "se": "ok", "eca": "ok", "lsas": "ok", "sem": "ok", "spe": "ok", "spem": "ok", "ras": "ok", "ie": "ok",
+    "se": "ok",
+    "eca": "ok",
+    "lsas": "ok",
+    "sem": "ok",
+    "spe": "ok",
+    "spem": "ok",
+    "ras": "ok",
+    "ie": "ok",
     "cbam": "channel_only",
-    "srm": "needs_spatial_psi", "spa": "needs_spatial_psi",
-    "sge": "unsupported", "ge": "unsupported", "dia": "unsupported", "iebn": "unsupported",
+    "srm": "needs_spatial_psi",
+    "spa": "needs_spatial_psi",
+    "sge": "unsupported",
+    "ge": "unsupported",
+    "dia": "unsupported",
+    "iebn": "unsupported",
 }
 """How each registered module behaves on ASR's constant input ψ (by registry name). A module class may
 override with a class attribute ``asr_support``. Unknown modules are tried (``"auto"``): they must expose
@@ -254,8 +270,11 @@ def _replace_batchnorm(t: nn.Module) -> None:
     for m in list(t.modules()):
         for cname, child in list(m.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                aff = AffineChannel(child.num_features, device=child.running_mean.device if child.running_mean
-                                    is not None else None, dtype=child.weight.dtype if child.affine else None)
+                aff = AffineChannel(
+                    child.num_features,
+                    device=child.running_mean.device if child.running_mean is not None else None,
+                    dtype=child.weight.dtype if child.affine else None,
+                )
                 if child.affine:
                     with torch.no_grad():
                         aff.weight.copy_(child.weight)
@@ -263,8 +282,9 @@ def _replace_batchnorm(t: nn.Module) -> None:
                 setattr(m, cname, aff)
 
 
-def _build_attention(attn_layer: str | type, channels: int, attn_kwargs: dict[str, Any], psi_size: int,
-                     device, dtype) -> tuple[nn.Module, str]:
+def _build_attention(
+    attn_layer: str | type, channels: int, attn_kwargs: dict[str, Any], psi_size: int, device, dtype
+) -> tuple[nn.Module, str]:
     entry = resolve_attn(attn_layer)
     support = getattr(entry.cls, "asr_support", None) or ASR_SUPPORT.get(entry.name, "auto")
     if entry.kind != "gate" or support == "unsupported":
@@ -293,7 +313,9 @@ def _build_attention(attn_layer: str | type, channels: int, attn_kwargs: dict[st
             setattr(t, name, None)
     _replace_batchnorm(t)
     if not has_gate(t):
-        raise ValueError(f"ASR({entry.name}): {type(t).__name__} exposes no gate(); see attnkit.attention.asr.module_gate")
+        raise ValueError(
+            f"ASR({entry.name}): {type(t).__name__} exposes no gate(); see attnkit.attention.asr.module_gate"
+        )
     return t, entry.name
 
 
@@ -305,14 +327,24 @@ def _build_attention(attn_layer: str | type, channels: int, attn_kwargs: dict[st
 class _ASRBase(nn.Module):
     """ψ and T shared by :class:`ASRBatchNorm2d` and :class:`ASRGate`."""
 
-    def _init_asr(self, channels: int, attn_layer, attn_kwargs, psi_init: float, psi_size: int,
-                  psi_init_std: float, device, dtype) -> None:
+    def _init_asr(
+        self,
+        channels: int,
+        attn_layer,
+        attn_kwargs,
+        psi_init: float,
+        psi_size: int,
+        psi_init_std: float,
+        device,
+        dtype,
+    ) -> None:
         if not isinstance(psi_size, int) or psi_size < 1:
             raise ValueError(f"psi_size must be a positive int, got {psi_size!r}")
         if psi_init_std < 0:
             raise ValueError(f"psi_init_std must be >= 0, got {psi_init_std}")
-        self.attn, self.attn_name = _build_attention(attn_layer, channels, dict(attn_kwargs or {}), psi_size,
-                                                     device, dtype)
+        self.attn, self.attn_name = _build_attention(
+            attn_layer, channels, dict(attn_kwargs or {}), psi_size, device, dtype
+        )
         self.psi_size = psi_size
         psi = torch.full((1, channels, psi_size, psi_size), float(psi_init), device=device, dtype=dtype)
         if psi_init_std > 0:
@@ -411,7 +443,9 @@ class ASRBatchNorm2d(_ASRBase):
         if use_both is not None:
             entry = resolve_attn(use_both)
             if entry.kind != "gate":
-                raise ValueError(f"use_both must name a gate module, got {entry.name!r} (kind {entry.kind!r})")
+                raise ValueError(
+                    f"use_both must name a gate module, got {entry.name!r} (kind {entry.kind!r})"
+                )
             kw = dict(entry.paper_kwargs if use_both_kwargs is None else use_both_kwargs)
             self.post = entry.cls(num_features, **kw, device=device, dtype=dtype)
 
@@ -441,8 +475,13 @@ class ASRBatchNorm2d(_ASRBase):
         """
         v = self._frozen_vector().reshape(-1)  # (C,)
         src = self.bn
-        bn = nn.BatchNorm2d(self.num_features, eps=src.eps, momentum=src.momentum,
-                            device=src.weight.device, dtype=src.weight.dtype)
+        bn = nn.BatchNorm2d(
+            self.num_features,
+            eps=src.eps,
+            momentum=src.momentum,
+            device=src.weight.device,
+            dtype=src.weight.dtype,
+        )
         with torch.no_grad():
             bn.weight.copy_(v * src.weight)
             bn.bias.copy_(v * src.bias)
@@ -483,8 +522,17 @@ class ASRGate(_ASRBase):
         which :func:`attnkit.reparameterize_model` folds into a directly preceding BN or conv.
     """
 
-    def __init__(self, channels: int, attn_layer: str | type = "se", attn_kwargs: dict[str, Any] | None = None,
-                 psi_init: float = 0.1, psi_size: int = 1, psi_init_std: float = 0.0, device=None, dtype=None):
+    def __init__(
+        self,
+        channels: int,
+        attn_layer: str | type = "se",
+        attn_kwargs: dict[str, Any] | None = None,
+        psi_init: float = 0.1,
+        psi_size: int = 1,
+        psi_init_std: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.channels = channels
         self._init_asr(channels, attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype)
@@ -501,7 +549,9 @@ class ASRGate(_ASRBase):
         return ChannelScale(self._frozen_vector())
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, attn_layer={self.attn_name}, psi_size={self.psi_size}{self._hidden()}"
+        return (
+            f"channels={self.channels}, attn_layer={self.attn_name}, psi_size={self.psi_size}{self._hidden()}"
+        )
 
 
 def asr_norm_layer(attn_layer: str | type = "se", **kwargs: Any) -> Callable[[int], ASRBatchNorm2d]:

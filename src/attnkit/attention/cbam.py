@@ -71,7 +71,9 @@ class CBAMModule(nn.Module):
         self.act = get_act_layer(act_layer)
         self.fc2 = nn.Conv2d(self.rd_channels, channels, 1, bias=mlp_bias, **fk)
         self.channel_gate = get_gate(gate_layer)
-        self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel_size, padding=spatial_kernel_size // 2, bias=False, **fk)
+        self.spatial_conv = nn.Conv2d(
+            2, 1, spatial_kernel_size, padding=spatial_kernel_size // 2, bias=False, **fk
+        )
         self.spatial_bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, **fk)
         self.spatial_gate = get_gate(gate_layer)
         self.reset_parameters()
@@ -96,7 +98,9 @@ class CBAMModule(nn.Module):
         return x * self.spatial_gate(s)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, rd_channels={self.rd_channels}, gate={gate_name(self.channel_gate)}"
+        return (
+            f"channels={self.channels}, rd_channels={self.rd_channels}, gate={gate_name(self.channel_gate)}"
+        )
 
 
 register_attn(

@@ -70,7 +70,9 @@ class ECAModule(nn.Module):
             raise ValueError(f"ECA kernel_size must be an odd int >= 1, got {kernel_size!r}")
         self.channels = channels
         self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False, device=device, dtype=dtype)
+        self.conv = nn.Conv1d(
+            1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False, device=device, dtype=dtype
+        )
         self.gate = get_gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -127,8 +127,15 @@ class IEBN2d(nn.Module):
         ``w = 0, b = -1`` it gives 0.269 × the normalised activation (plus β).
         """
         p = bn.weight if bn.weight is not None else bn.running_mean
-        layer = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, track_running_stats=bn.track_running_stats,
-                    device=p.device if p is not None else None, dtype=p.dtype if p is not None else None, **kwargs)
+        layer = cls(
+            bn.num_features,
+            eps=bn.eps,
+            momentum=bn.momentum,
+            track_running_stats=bn.track_running_stats,
+            device=p.device if p is not None else None,
+            dtype=p.dtype if p is not None else None,
+            **kwargs,
+        )
         with torch.no_grad():
             if bn.affine:
                 layer.weight.copy_(bn.weight)
@@ -163,8 +170,10 @@ class IEBN2d(nn.Module):
         return x_hat * (self.weight.view(1, c, 1, 1) * a) + self.bias.view(1, c, 1, 1)  # (N, C, H, W)
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
-                f"gate_init=({self.gate_weight_init}, {self.gate_bias_init})")
+        return (
+            f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
+            f"gate_init=({self.gate_weight_init}, {self.gate_bias_init})"
+        )
 
 
 class IEGate(nn.Module):
@@ -196,14 +205,25 @@ class IEGate(nn.Module):
         matches this form and not IEBN's 1.75 M) [inferred].
     """
 
-    def __init__(self, channels: int, gate_weight_init: float = 0.0, gate_bias_init: float = -1.0,
-                 gate_layer="sigmoid", device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        gate_weight_init: float = 0.0,
+        gate_bias_init: float = -1.0,
+        gate_layer="sigmoid",
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if not isinstance(channels, int) or channels <= 0:
             raise ValueError(f"IEGate channels must be a positive int, got {channels!r}")
         self.channels = channels
-        self.gate_weight = nn.Parameter(torch.full((channels,), float(gate_weight_init), device=device, dtype=dtype))
-        self.gate_bias = nn.Parameter(torch.full((channels,), float(gate_bias_init), device=device, dtype=dtype))
+        self.gate_weight = nn.Parameter(
+            torch.full((channels,), float(gate_weight_init), device=device, dtype=dtype)
+        )
+        self.gate_bias = nn.Parameter(
+            torch.full((channels,), float(gate_bias_init), device=device, dtype=dtype)
+        )
         self.gate = get_gate(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,7 +236,9 @@ class IEGate(nn.Module):
         return f"channels={self.channels}, gate={gate_name(self.gate)}"
 
 
-def convert_to_iebn(module: nn.Module, exclude: tuple[str, ...] = ("downsample", "shortcut"), **kwargs) -> nn.Module:
+def convert_to_iebn(
+    module: nn.Module, exclude: tuple[str, ...] = ("downsample", "shortcut"), **kwargs
+) -> nn.Module:
     """Replace, in place, every ``nn.BatchNorm2d`` whose qualified name contains no ``exclude`` substring.
 
     Used to put IEBN into third-party (e.g. timm) ResNets with the official placement (shortcut BNs stay
@@ -231,7 +253,8 @@ def convert_to_iebn(module: nn.Module, exclude: tuple[str, ...] = ("downsample",
         ``module``.
     """
     targets = [
-        name for name, m in module.named_modules()
+        name
+        for name, m in module.named_modules()
         if isinstance(m, nn.BatchNorm2d) and name and not any(e in name for e in exclude)
     ]
     for name in targets:

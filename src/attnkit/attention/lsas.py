@@ -39,7 +39,9 @@ def lsas_official_scheme(blocks_per_stage: Sequence[int]) -> str:
     bps = tuple(getattr(blocks_per_stage, "blocks_per_stage", blocks_per_stage))
     family = {3: "resnet_cifar", 4: "resnet"}.get(len(bps))
     if family is None:
-        raise ValueError(f"the official LSAS placement is defined for 3-stage (CIFAR) or 4-stage (ImageNet) ResNets, got {bps}")
+        raise ValueError(
+            f"the official LSAS placement is defined for 3-stage (CIFAR) or 4-stage (ImageNet) ResNets, got {bps}"
+        )
     on = LSAS_OFFICIAL_STAGES[family]
     return "|".join(("1" if si in on else "0") * n for si, n in enumerate(bps))
 
@@ -54,7 +56,9 @@ def _gate_logits(base: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _supports_logits(cls) -> bool:
-    return callable(getattr(cls, "gate_logits", None)) or (isinstance(cls, type) and issubclass(cls, SEModule))
+    return callable(getattr(cls, "gate_logits", None)) or (
+        isinstance(cls, type) and issubclass(cls, SEModule)
+    )
 
 
 class LSASModule(nn.Module):
@@ -127,12 +131,19 @@ class LSASModule(nn.Module):
         entry = resolve_attn(base)
         if not _supports_logits(entry.cls):
             ok = [n for n in list_attn() if _supports_logits(resolve_attn(n).cls)]
-            raise ValueError(f"LSAS base {base!r} exposes no pre-gate logits (gate_logits); valid bases: {ok}")
+            raise ValueError(
+                f"LSAS base {base!r} exposes no pre-gate logits (gate_logits); valid bases: {ok}"
+            )
         fk = {"device": device, "dtype": dtype}
         kw: dict = {}
         if isinstance(entry.cls, type) and issubclass(entry.cls, SEModule):
-            kw = {"rd_ratio": rd_ratio, "rd_channels": rd_channels, "rd_divisor": rd_divisor,
-                  "act_layer": act_layer, "gate_layer": gate_layer}
+            kw = {
+                "rd_ratio": rd_ratio,
+                "rd_channels": rd_channels,
+                "rd_divisor": rd_divisor,
+                "act_layer": act_layer,
+                "gate_layer": gate_layer,
+            }
         kw.update(base_kwargs or {})
         self.channels = channels
         self.order = order
@@ -166,17 +177,21 @@ class LSASModule(nn.Module):
 
     def extra_repr(self) -> str:
         rd = getattr(self.base, "rd_channels", None)
-        return f"{self.channels}, order={self.order}, base={self.base_name}" + (f"(rd={rd})" if rd is not None else "")
+        return f"{self.channels}, order={self.order}, base={self.base_name}" + (
+            f"(rd={rd})" if rd is not None else ""
+        )
 
 
-def lsas_state_dict_from_official(state_dict: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+def lsas_state_dict_from_official(
+    state_dict: dict[str, torch.Tensor], prefix: str = ""
+) -> dict[str, torch.Tensor]:
     """Map one official LSAS block's attention tensors to :class:`LSASModule` names.
 
     CIFAR names: ``fc1``/``fc2`` (Linear) -> ``base.fc1``/``base.fc2`` (1×1 conv), ``w, w2, ..., w5`` and
     ``b, b2, ..., b5`` -> rows of ``sub_weight``/``sub_bias``. ImageNet names: ``se.fc.0``/``se.fc.2``,
     ``se.w``/``se.b``. ``prefix`` is stripped from the keys first.
     """
-    sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    sd = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     out: dict[str, torch.Tensor] = {}
     subs_w: dict[int, torch.Tensor] = {}
     subs_b: dict[int, torch.Tensor] = {}

@@ -105,7 +105,9 @@ class RASModule(nn.Module):
         z0 = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
         if self.fused:
             if self.training:
-                raise RuntimeError("RASModule was fused by reparameterize() and is eval-only; it cannot be trained")
+                raise RuntimeError(
+                    "RASModule was fused by reparameterize() and is eval-only; it cannot be trained"
+                )
             z = self.fused_weight.view(1, c, 1, 1) * z0 + self.fused_bias.view(1, c, 1, 1)  # (N, C, 1, 1)
             return x * self.gate(z)
         if self.training and len(self.norms) > 0 and x.shape[0] == 1:

@@ -114,8 +114,14 @@ class SEMModule(nn.Module):
     ) -> None:
         super().__init__()
         operators = tuple(operators)
-        if not operators or len(set(operators)) != len(operators) or any(o not in _OPERATORS for o in operators):
-            raise ValueError(f"SEM operators must be a non-empty tuple of distinct names from {_OPERATORS}, got {operators!r}")
+        if (
+            not operators
+            or len(set(operators)) != len(operators)
+            or any(o not in _OPERATORS for o in operators)
+        ):
+            raise ValueError(
+                f"SEM operators must be a non-empty tuple of distinct names from {_OPERATORS}, got {operators!r}"
+            )
         if gate_mode not in _GATE_MODES:
             raise ValueError(f"SEM gate_mode must be one of {_GATE_MODES}, got {gate_mode!r}")
         fk = {"device": device, "dtype": dtype}
@@ -124,12 +130,18 @@ class SEMModule(nn.Module):
         self.gate_mode = gate_mode
         self.ie_init = (float(ie_init[0]), float(ie_init[1]))
         self.decision = nn.Linear(channels, len(operators), **fk)
-        self.rd_channels = resolve_rd_channels(channels, rd_ratio, rd_channels, rd_divisor) if "se" in operators else 0
+        self.rd_channels = (
+            resolve_rd_channels(channels, rd_ratio, rd_channels, rd_divisor) if "se" in operators else 0
+        )
         self.se = _SE(channels, self.rd_channels, act_layer, **fk) if "se" in operators else None
         self.eca_k = 0
         self.eca = None
         if "eca" in operators:
-            k = sem_eca_kernel_size(channels, eca_gamma, eca_beta) if eca_kernel_size is None else eca_kernel_size
+            k = (
+                sem_eca_kernel_size(channels, eca_gamma, eca_beta)
+                if eca_kernel_size is None
+                else eca_kernel_size
+            )
             if not isinstance(k, int) or k < 1 or k % 2 == 0:
                 raise ValueError(f"SEM eca_kernel_size must be an odd int >= 1, got {k!r}")
             self.eca_k = k
@@ -186,8 +198,10 @@ class SEMModule(nn.Module):
         return x * self.gate(x)  # (N, C, H, W)
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, rd_channels={self.rd_channels}, eca_k={self.eca_k}, operators={self.operators}, "
-                f"gate_mode={self.gate_mode!r}, gate={gate_name(self.act)}")
+        return (
+            f"{self.channels}, rd_channels={self.rd_channels}, eca_k={self.eca_k}, operators={self.operators}, "
+            f"gate_mode={self.gate_mode!r}, gate={gate_name(self.act)}"
+        )
 
 
 def sem_state_dict_from_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -45,8 +45,15 @@ class SGEModule(nn.Module):
         ``reshape`` instead of ``view`` so that channels_last inputs work; raises on 1×1 inputs.
     """
 
-    def __init__(self, channels: int, groups: int = 64, eps: float = 1e-5, gate_layer="sigmoid", device=None,
-                 dtype=None):
+    def __init__(
+        self,
+        channels: int,
+        groups: int = 64,
+        eps: float = 1e-5,
+        gate_layer="sigmoid",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if groups < 1 or channels % groups:
             raise ValueError(f"SGEModule: channels ({channels}) must be divisible by groups ({groups})")
@@ -59,7 +66,9 @@ class SGEModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         if h * w == 1:
-            raise ValueError(f"SGEModule needs H·W > 1 for the spatial normalisation, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"SGEModule needs H·W > 1 for the spatial normalisation, got shape {tuple(x.shape)}"
+            )
         g = self.groups
         xg = x.reshape(n * g, c // g, h, w)  # (N·G, C/G, H, W)
         t = (xg * xg.mean((2, 3), keepdim=True)).sum(1, keepdim=True)  # (N·G, 1, H, W)

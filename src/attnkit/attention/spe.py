@@ -134,8 +134,10 @@ class SPEMModule(nn.Module):
         return self.aux_weight * (self.p**2).sum()
 
     def extra_repr(self) -> str:
-        return (f"channels={self.channels}, aux_weight={self.aux_weight}, formulation={self.formulation!r}, "
-                f"gate={gate_name(self.act)}")
+        return (
+            f"channels={self.channels}, aux_weight={self.aux_weight}, formulation={self.formulation!r}, "
+            f"gate={gate_name(self.act)}"
+        )
 
 
 def spem_state_dict_from_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

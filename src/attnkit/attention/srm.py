@@ -58,7 +58,9 @@ class SRMModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[2] * x.shape[3] == 1:
-            raise ValueError(f"SRMModule needs H·W > 1 for the standard deviation, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"SRMModule needs H·W > 1 for the standard deviation, got shape {tuple(x.shape)}"
+            )
         mean = x.mean((2, 3))  # (N, C)
         std = (x.var((2, 3), unbiased=True) + self.eps).sqrt()  # (N, C)
         t = torch.stack((mean, std), dim=-1)  # (N, C, 2)

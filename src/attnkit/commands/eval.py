@@ -17,18 +17,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags: ``--checkpoint`` (required), ``--data-dir``, ``--split``, ``--eval-batch-size``, ``--reparam``,
     ``--device``, ``--workers``."""
     parser.add_argument("--checkpoint", required=True, help="a last.ckpt/best.ckpt written by attnkit train")
-    parser.add_argument("--data-dir", default=None, help="override the dataset folder stored in the checkpoint")
+    parser.add_argument(
+        "--data-dir", default=None, help="override the dataset folder stored in the checkpoint"
+    )
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--eval-batch-size", type=int, default=None)
-    parser.add_argument("--reparam", action="store_true",
-                        help="evaluate attnkit.reparam.reparameterize_model(model) (deploy-time fusion)")
+    parser.add_argument(
+        "--reparam",
+        action="store_true",
+        help="evaluate attnkit.reparam.reparameterize_model(model) (deploy-time fusion)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--workers", type=int, default=0)
 
 
-def evaluate_checkpoint(path: str, *, data_dir: str | None = None, split: str = "test",
-                        eval_batch_size: int | None = None, reparam: bool = False, device: str = "cpu",
-                        workers: int = 0) -> dict:
+def evaluate_checkpoint(
+    path: str,
+    *,
+    data_dir: str | None = None,
+    split: str = "test",
+    eval_batch_size: int | None = None,
+    reparam: bool = False,
+    device: str = "cpu",
+    workers: int = 0,
+) -> dict:
     """Rebuild the checkpoint's model and data, load the weights and evaluate.
 
     Returns:
@@ -47,9 +59,15 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, split: str = 
 
     ckpt = read_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
-    data = build(cfg.dataset, data_dir=data_dir or cfg.data_dir, train_subset=cfg.train_subset,
-                 val_split=cfg.val_split, seed=cfg.seed, augment=False,
-                 **({"test_subset": cfg.test_subset} if cfg.test_subset is not None else {}))
+    data = build(
+        cfg.dataset,
+        data_dir=data_dir or cfg.data_dir,
+        train_subset=cfg.train_subset,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        augment=False,
+        **({"test_subset": cfg.test_subset} if cfg.test_subset is not None else {}),
+    )
     ds = data.test if split == "test" else data.val
     if ds is None:
         raise ValueError("this run has no validation split (val_split=0); use --split test")
@@ -70,8 +88,14 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, split: str = 
 
 def main(args: argparse.Namespace) -> int:
     """Print :func:`evaluate_checkpoint`'s result as JSON. Returns 0."""
-    res = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, split=args.split,
-                              eval_batch_size=args.eval_batch_size, reparam=args.reparam, device=args.device,
-                              workers=args.workers)
+    res = evaluate_checkpoint(
+        args.checkpoint,
+        data_dir=args.data_dir,
+        split=args.split,
+        eval_batch_size=args.eval_batch_size,
+        reparam=args.reparam,
+        device=args.device,
+        workers=args.workers,
+    )
     print(json.dumps(res))
     return 0

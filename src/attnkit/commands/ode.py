@@ -49,8 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--run", required=True)
     e.add_argument("--which", default="best", choices=["best", "final"])
     e.add_argument("--n-test", type=int, default=200)
-    e.add_argument("--classical", default="0.1,0.05,0.02,0.01,0.005",
-                   help="steps of the base solver for the Pareto front (comma-separated)")
+    e.add_argument(
+        "--classical",
+        default="0.1,0.05,0.02,0.01,0.005",
+        help="steps of the base solver for the Pareto front (comma-separated)",
+    )
     e.add_argument("--dop853", default="1e-5,1e-7,1e-9", help="DOP853 rtols (comma-separated; '' for none)")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--threads", type=int, default=None)
@@ -88,16 +91,36 @@ def _train(a: argparse.Namespace) -> int:
     mk = {"dt": dt, "n_steps": a.steps, "cache_dir": data_dir, "reference_substeps": a.reference_substeps}
     train = load_or_make(system, "train", a.n_train, **mk)
     val = load_or_make(system, "val", a.n_val, **mk)
-    print(f"data: train {tuple(train.shape)} val {tuple(val.shape)} ({time.time() - t0:.1f}s, cache {data_dir})")
+    print(
+        f"data: train {tuple(train.shape)} val {tuple(val.shape)} ({time.time() - t0:.1f}s, cache {data_dir})"
+    )
     torch.manual_seed(a.seed)
     corr = build_corrector(a.corrector, system.dim, hidden=a.hidden, **kw)
     solver = CorrectedSolver(a.base, corr, dt=dt)
-    res = train_corrector(solver, system, train, val, iterations=a.iterations, batch_size=a.batch_size,
-                          lr=a.lr, loss_scale=a.loss_scale, data_fraction=a.data_fraction,
-                          noise_std=a.noise_std, val_every=a.val_every, seed=a.seed, out_dir=out,
-                          resume=a.resume, compile=a.compile,
-                          extra={"n_train": a.n_train, "n_val": a.n_val, "data_dir": str(data_dir),
-                                 "reference_substeps": a.reference_substeps, "steps": a.steps})
+    res = train_corrector(
+        solver,
+        system,
+        train,
+        val,
+        iterations=a.iterations,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        loss_scale=a.loss_scale,
+        data_fraction=a.data_fraction,
+        noise_std=a.noise_std,
+        val_every=a.val_every,
+        seed=a.seed,
+        out_dir=out,
+        resume=a.resume,
+        compile=a.compile,
+        extra={
+            "n_train": a.n_train,
+            "n_val": a.n_val,
+            "data_dir": str(data_dir),
+            "reference_substeps": a.reference_substeps,
+            "steps": a.steps,
+        },
+    )
     print(f"done: best val rollout MSE {res.best_val:.4g}, final {res.final_val:.4g} ({out})")
     return 0
 

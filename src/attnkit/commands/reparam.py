@@ -30,15 +30,25 @@ __all__ = ["add_arguments", "main", "load_checkpoint_model", "deployed_config"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``attnkit reparam`` flags."""
-    parser.add_argument("checkpoint", type=Path, help="engine checkpoint (last.ckpt/best.ckpt) or a state_dict file")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default: <checkpoint>.deploy.pt)")
+    parser.add_argument(
+        "checkpoint", type=Path, help="engine checkpoint (last.ckpt/best.ckpt) or a state_dict file"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output file (default: <checkpoint>.deploy.pt)"
+    )
     parser.add_argument("--model", default=None, help="model name (required for a plain state_dict)")
-    parser.add_argument("--attn", default=None, help="attention name, e.g. asr, asr_se (overrides the checkpoint config)")
+    parser.add_argument(
+        "--attn", default=None, help="attention name, e.g. asr, asr_se (overrides the checkpoint config)"
+    )
     parser.add_argument("--attn-kwargs", nargs="*", type=parse_kv, default=None, metavar="KEY=VALUE")
     parser.add_argument("--num-classes", type=int, default=None, help="default: from the head's weight")
     parser.add_argument("--in-chans", type=int, default=None, help="default: from the stem's weight")
-    parser.add_argument("--fold-bn", action="store_true", help="also fold BN into the convs (not a plain-backbone layout)")
-    parser.add_argument("--img-size", type=int, default=None, help="input size for MACs/latency (32 for CIFAR nets, else 224)")
+    parser.add_argument(
+        "--fold-bn", action="store_true", help="also fold BN into the convs (not a plain-backbone layout)"
+    )
+    parser.add_argument(
+        "--img-size", type=int, default=None, help="input size for MACs/latency (32 for CIFAR nets, else 224)"
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="batch for the latency measurement")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per model")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
@@ -49,14 +59,20 @@ def _strip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for k, v in sd.items():
         for p in ("module.", "_orig_mod.", "_forward_module."):
             while k.startswith(p):
-                k = k[len(p):]
+                k = k[len(p) :]
         out[k] = v
     return out
 
 
-def load_checkpoint_model(path: Path, *, model: str | None = None, attn: str | None = None,
-                          attn_kwargs: dict | None = None, num_classes: int | None = None,
-                          in_chans: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint_model(
+    path: Path,
+    *,
+    model: str | None = None,
+    attn: str | None = None,
+    attn_kwargs: dict | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the training-form model of a checkpoint and load its weights (``strict=True``).
 
     Returns:
@@ -77,11 +93,15 @@ def load_checkpoint_model(path: Path, *, model: str | None = None, attn: str | N
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd = obj
     else:
-        raise ValueError(f"{path}: expected an engine checkpoint (dict with 'model') or a state_dict of tensors")
+        raise ValueError(
+            f"{path}: expected an engine checkpoint (dict with 'model') or a state_dict of tensors"
+        )
     sd = _strip(sd)
     name = model or cfg.get("model")
     if not name:
-        raise ValueError(f"{path} is a plain state_dict: pass --model (and --attn) to say which network it is")
+        raise ValueError(
+            f"{path} is a plain state_dict: pass --model (and --attn) to say which network it is"
+        )
     kw: dict[str, Any] = {}
     a = attn if attn is not None else cfg.get("attn")
     if a:
@@ -101,8 +121,10 @@ def load_checkpoint_model(path: Path, *, model: str | None = None, attn: str | N
     net = create_model(name, **kw)
     res = net.load_state_dict(sd, strict=False)
     if res.missing_keys or res.unexpected_keys:
-        raise ValueError(f"{path}: weights do not fit create_model({name!r}, {kw}); missing {res.missing_keys[:5]}, "
-                         f"unexpected {res.unexpected_keys[:5]} - check --model/--attn")
+        raise ValueError(
+            f"{path}: weights do not fit create_model({name!r}, {kw}); missing {res.missing_keys[:5]}, "
+            f"unexpected {res.unexpected_keys[:5]} - check --model/--attn"
+        )
     return net, {"model": name, **kw}
 
 
@@ -125,7 +147,9 @@ def deployed_config(build: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _measure(net: nn.Module, size: tuple[int, ...], batch: int, min_run_time: float, latency: bool) -> dict[str, Any]:
+def _measure(
+    net: nn.Module, size: tuple[int, ...], batch: int, min_run_time: float, latency: bool
+) -> dict[str, Any]:
     row: dict[str, Any] = {"params": sum(p.numel() for p in net.parameters())}
     try:
         from attnkit.profile import measure_latency, profile
@@ -135,7 +159,9 @@ def _measure(net: nn.Module, size: tuple[int, ...], batch: int, min_run_time: fl
         row["macs"] = profile(net, size).macs
     if latency:
         if measure_latency is not None:
-            row["latency_ms"] = measure_latency(net, (batch, *size), min_run_time=min_run_time, warmup=3).median_ms
+            row["latency_ms"] = measure_latency(
+                net, (batch, *size), min_run_time=min_run_time, warmup=3
+            ).median_ms
         else:  # minimal fallback, said so in the output
             import time
 
@@ -158,15 +184,26 @@ def main(args: argparse.Namespace) -> int:
 
     ak = dict(args.attn_kwargs) if args.attn_kwargs else None
     try:
-        net, build = load_checkpoint_model(args.checkpoint, model=args.model, attn=args.attn, attn_kwargs=ak,
-                                           num_classes=args.num_classes, in_chans=args.in_chans)
+        net, build = load_checkpoint_model(
+            args.checkpoint,
+            model=args.model,
+            attn=args.attn,
+            attn_kwargs=ak,
+            num_classes=args.num_classes,
+            in_chans=args.in_chans,
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"attnkit reparam: {e}")
         return 2
     net.eval()
     deployed = reparameterize_model(net, fold_bn=args.fold_bn)
-    hw = args.img_size or (224 if build["model"].startswith("resnet") and build["model"][6:].isdigit()
-                           and int(build["model"][6:]) in (18, 34, 50, 101) else 32)
+    hw = args.img_size or (
+        224
+        if build["model"].startswith("resnet")
+        and build["model"][6:].isdigit()
+        and int(build["model"][6:]) in (18, 34, 50, 101)
+        else 32
+    )
     size = (build.get("in_chans", 3), hw, hw)
     x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -183,12 +220,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"{label:12}{r['params']:>12,}{macs:>16}{lat:>15}")
     if "latency_note" in after:
         print(f"note: {after['latency_note']}")
-    print(f"max |output difference| on random input: {err:.3g}; latency: batch {args.batch_size} at {hw}x{hw} "
-          f"(single measurements are noisy; benchmarks/asr_latency.py gives side-by-side ratios)")
+    print(
+        f"max |output difference| on random input: {err:.3g}; latency: batch {args.batch_size} at {hw}x{hw} "
+        f"(single measurements are noisy; benchmarks/asr_latency.py gives side-by-side ratios)"
+    )
     cfg = deployed_config(build)
     call = ", ".join([repr(cfg["model"])] + [f"{k}={v!r}" for k, v in cfg.items() if k != "model"])
     if args.fold_bn:
-        print(f"wrote {out} (BN folded into convs: load into the module tree of reparameterize_model(..., fold_bn=True))")
+        print(
+            f"wrote {out} (BN folded into convs: load into the module tree of reparameterize_model(..., fold_bn=True))"
+        )
     else:
         print(f"wrote {out}; load with create_model({call}).load_state_dict(torch.load(path), strict=True)")
     return 0

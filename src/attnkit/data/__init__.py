@@ -15,6 +15,17 @@ from .datasets import (
 from .samplers import EvalShardSampler, TrainSampler
 from .transforms import TensorAugment
 
-__all__ = ["build", "list_datasets", "DataBundle", "DatasetNotFoundError", "TensorImageDataset",
-           "TensorAugment", "TrainSampler", "EvalShardSampler", "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+__all__ = [
+    "build",
+    "list_datasets",
+    "DataBundle",
+    "DatasetNotFoundError",
+    "TensorImageDataset",
+    "TensorAugment",
+    "TrainSampler",
+    "EvalShardSampler",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]

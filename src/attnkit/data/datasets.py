@@ -20,8 +20,18 @@ from torch.utils.data import Dataset
 
 from .transforms import TensorAugment
 
-__all__ = ["DataBundle", "TensorImageDataset", "build", "list_datasets", "DatasetNotFoundError",
-           "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "FMNIST_SYSTEM_DIR"]
+__all__ = [
+    "DataBundle",
+    "TensorImageDataset",
+    "build",
+    "list_datasets",
+    "DatasetNotFoundError",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "FMNIST_SYSTEM_DIR",
+]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the group's CIFAR-10 constants, used for CIFAR-100 and STL-10 too
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -51,8 +61,10 @@ class TensorImageDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None):
         if images.ndim != 4 or len(images) != len(labels):
-            raise ValueError(f"images must be (N, C, H, W) with N == len(labels), got {tuple(images.shape)} "
-                             f"and {len(labels)} labels")
+            raise ValueError(
+                f"images must be (N, C, H, W) with N == len(labels), got {tuple(images.shape)} "
+                f"and {len(labels)} labels"
+            )
         self.images, self.labels, self.transform = images, labels.long(), transform
 
     def __len__(self) -> int:
@@ -107,8 +119,9 @@ def _stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def _split(images: torch.Tensor, labels: torch.Tensor, *, train_subset: int | None, val_split: int,
-           seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+def _split(
+    images: torch.Tensor, labels: torch.Tensor, *, train_subset: int | None, val_split: int, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
     """Hold out ``val_split`` images (seeded, stratified), then subsample the rest to ``train_subset``."""
     y = labels.numpy()
     val = None
@@ -135,12 +148,17 @@ def _read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _find_fmnist(data_dir: str | os.PathLike | None) -> Path | None:
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    names = (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
     cands = []
     if data_dir is not None:
         d = Path(data_dir)
@@ -157,8 +175,9 @@ def _idx(d: Path, name: str) -> np.ndarray:
     return _read_idx(p if p.exists() else d / (name + ".gz"))
 
 
-def _finish(name, train, val, test, *, num_classes, mean, std, augment, padding, hflip, notes,
-            test_transform=None) -> DataBundle:
+def _finish(
+    name, train, val, test, *, num_classes, mean, std, augment, padding, hflip, notes, test_transform=None
+) -> DataBundle:
     aug = TensorAugment(mean, std, padding=padding, hflip=hflip, augment=augment)
     plain = TensorAugment(mean, std, augment=False)
     tr = TensorImageDataset(*train, transform=aug)
@@ -177,13 +196,25 @@ def _digits(*, data_dir, train_subset, val_split, download, seed, augment, **_) 
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)  # (1797, 1, 8, 8) in [0, 1]
     y = torch.from_numpy(d.target.astype(np.int64))
-    tr, te = train_test_split(np.arange(len(y)), test_size=DIGITS_TEST_SIZE, random_state=0, stratify=d.target)
+    tr, te = train_test_split(
+        np.arange(len(y)), test_size=DIGITS_TEST_SIZE, random_state=0, stratify=d.target
+    )
     tr, te = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(te))
     train, val = _split(x[tr], y[tr], train_subset=train_subset, val_split=val_split, seed=seed)
-    return _finish("digits", train, val, (x[te], y[te]), num_classes=10, mean=DIGITS_MEAN, std=DIGITS_STD,
-                   augment=augment, padding=1, hflip=False,
-                   notes="sklearn digits 8x8 (values/16), fixed stratified split 1437/360 (random_state=0); "
-                         "train aug: pad-1 random crop (no flip)")
+    return _finish(
+        "digits",
+        train,
+        val,
+        (x[te], y[te]),
+        num_classes=10,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        augment=augment,
+        padding=1,
+        hflip=False,
+        notes="sklearn digits 8x8 (values/16), fixed stratified split 1437/360 (random_state=0); "
+        "train aug: pad-1 random crop (no flip)",
+    )
 
 
 def _fashion_mnist(*, data_dir, train_subset, val_split, download, seed, augment, test_subset=None, **_):
@@ -196,12 +227,17 @@ def _fashion_mnist(*, data_dir, train_subset, val_split, download, seed, augment
         torchvision.datasets.FashionMNIST(str(root), train=False, download=True)
         d = _find_fmnist(root)
     if d is None:
-        where = ([f"{data_dir}, {Path(data_dir) / 'fashion-mnist'}, {Path(data_dir) / 'FashionMNIST/raw'}"]
-                 if data_dir is not None else []) + [str(FMNIST_SYSTEM_DIR)]
+        where = (
+            [f"{data_dir}, {Path(data_dir) / 'fashion-mnist'}, {Path(data_dir) / 'FashionMNIST/raw'}"]
+            if data_dir is not None
+            else []
+        ) + [str(FMNIST_SYSTEM_DIR)]
         raise DatasetNotFoundError(
             "Fashion-MNIST idx files (train-images-idx3-ubyte[.gz] ...) not found; looked in: "
-            + ", ".join(where) + ". Get them with `apt-get install dataset-fashion-mnist` or pass "
-            "`--download` (torchvision download into --data-dir).")
+            + ", ".join(where)
+            + ". Get them with `apt-get install dataset-fashion-mnist` or pass "
+            "`--download` (torchvision download into --data-dir)."
+        )
     x_tr = torch.from_numpy(_idx(d, "train-images-idx3-ubyte").astype(np.float32) / 255.0).unsqueeze(1)
     y_tr = torch.from_numpy(_idx(d, "train-labels-idx1-ubyte").astype(np.int64))
     x_te = torch.from_numpy(_idx(d, "t10k-images-idx3-ubyte").astype(np.float32) / 255.0).unsqueeze(1)
@@ -210,9 +246,19 @@ def _fashion_mnist(*, data_dir, train_subset, val_split, download, seed, augment
         keep = torch.from_numpy(_stratified_subset(y_te.numpy(), int(test_subset), seed=0))
         x_te, y_te = x_te[keep], y_te[keep]
     train, val = _split(x_tr, y_tr, train_subset=train_subset, val_split=val_split, seed=seed)
-    return _finish("fashion-mnist", train, val, (x_te, y_te), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD,
-                   augment=augment, padding=2, hflip=True,
-                   notes=f"Fashion-MNIST 28x28 from {d}; train aug: pad-2 random crop + horizontal flip")
+    return _finish(
+        "fashion-mnist",
+        train,
+        val,
+        (x_te, y_te),
+        num_classes=10,
+        mean=FMNIST_MEAN,
+        std=FMNIST_STD,
+        augment=augment,
+        padding=2,
+        hflip=True,
+        notes=f"Fashion-MNIST 28x28 from {d}; train aug: pad-2 random crop + horizontal flip",
+    )
 
 
 def _cifar(n_classes: int):
@@ -228,17 +274,30 @@ def _cifar(n_classes: int):
             raise DatasetNotFoundError(
                 f"CIFAR-{n_classes} not found under {root!r} ({e}). Pass `--download` (or download=True) "
                 f"to fetch it with torchvision, or point --data-dir at a folder holding "
-                f"{cls.base_folder}/.") from None
+                f"{cls.base_folder}/."
+            ) from None
 
         def t(ds):  # uint8 (N, 32, 32, 3) -> float (N, 3, 32, 32) in [0, 1]
-            return (torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2).float() / 255.0,
-                    torch.tensor(ds.targets, dtype=torch.int64))
+            return (
+                torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2).float() / 255.0,
+                torch.tensor(ds.targets, dtype=torch.int64),
+            )
 
         train, val = _split(*t(tr_ds), train_subset=train_subset, val_split=val_split, seed=seed)
-        return _finish(f"cifar{n_classes}", train, val, t(te_ds), num_classes=n_classes, mean=CIFAR_MEAN,
-                       std=CIFAR_STD, augment=augment, padding=4, hflip=True,
-                       notes="CIFAR 32x32; train aug: zero-pad 4 in [0,1] space, random 32x32 crop, flip p=0.5; "
-                             "normalisation: the group's CIFAR-10 constants (backbones spec 4.1)")
+        return _finish(
+            f"cifar{n_classes}",
+            train,
+            val,
+            t(te_ds),
+            num_classes=n_classes,
+            mean=CIFAR_MEAN,
+            std=CIFAR_STD,
+            augment=augment,
+            padding=4,
+            hflip=True,
+            notes="CIFAR 32x32; train aug: zero-pad 4 in [0,1] space, random 32x32 crop, flip p=0.5; "
+            "normalisation: the group's CIFAR-10 constants (backbones spec 4.1)",
+        )
 
     return fn
 
@@ -256,16 +315,26 @@ def _stl10(*, data_dir, train_subset, val_split, download, seed, augment, **_) -
         raise DatasetNotFoundError(f"STL-10 not found under {root!r} ({e}); pass `--download`.") from None
 
     def t(ds):  # uint8 (N, 3, 96, 96) -> float in [0, 1]
-        return torch.from_numpy(np.asarray(ds.data)).float() / 255.0, torch.from_numpy(np.asarray(ds.labels)).long()
+        return torch.from_numpy(np.asarray(ds.data)).float() / 255.0, torch.from_numpy(
+            np.asarray(ds.labels)
+        ).long()
 
     train, val = _split(*t(tr_ds), train_subset=train_subset, val_split=val_split, seed=seed)
     aug = TensorAugment(CIFAR_MEAN, CIFAR_STD, padding=4, crop_size=(32, 32), hflip=True, augment=augment)
     plain = TensorAugment(CIFAR_MEAN, CIFAR_STD, augment=False)
-    return DataBundle("stl10", TensorImageDataset(*train, transform=aug),
-                      TensorImageDataset(*val, transform=plain) if val is not None else None,
-                      TensorImageDataset(*t(te_ds), transform=plain), 10, 3, (32, 32), CIFAR_MEAN, CIFAR_STD,
-                      notes="stl10-group quirk: RandomCrop(32, padding 4) of 96x96 train images + flip, "
-                            "test on full 96x96, CIFAR-10 constants (backbones spec 4.3)")
+    return DataBundle(
+        "stl10",
+        TensorImageDataset(*train, transform=aug),
+        TensorImageDataset(*val, transform=plain) if val is not None else None,
+        TensorImageDataset(*t(te_ds), transform=plain),
+        10,
+        3,
+        (32, 32),
+        CIFAR_MEAN,
+        CIFAR_STD,
+        notes="stl10-group quirk: RandomCrop(32, padding 4) of 96x96 train images + flip, "
+        "test on full 96x96, CIFAR-10 constants (backbones spec 4.3)",
+    )
 
 
 def _image_folder(*, data_dir, train_subset, val_split, download, seed, augment, img_size=224, **_):
@@ -277,11 +346,15 @@ def _image_folder(*, data_dir, train_subset, val_split, download, seed, augment,
         raise ValueError("image-folder needs data_dir holding train/ and val/ class folders")
     root = Path(data_dir)
     if not (root / "train").is_dir() or not (root / "val").is_dir():
-        raise DatasetNotFoundError(f"image-folder: expected {root / 'train'} and {root / 'val'} class folders")
+        raise DatasetNotFoundError(
+            f"image-folder: expected {root / 'train'} and {root / 'val'} class folders"
+        )
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = (T.Compose([T.RandomResizedCrop(img_size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-                if augment else T.Compose([T.Resize(int(img_size * 256 / 224)), T.CenterCrop(img_size),
-                                           T.ToTensor(), norm]))
+    train_tf = (
+        T.Compose([T.RandomResizedCrop(img_size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+        if augment
+        else T.Compose([T.Resize(int(img_size * 256 / 224)), T.CenterCrop(img_size), T.ToTensor(), norm])
+    )
     test_tf = T.Compose([T.Resize(int(img_size * 256 / 224)), T.CenterCrop(img_size), T.ToTensor(), norm])
     tr = ImageFolder(str(root / "train"), transform=train_tf)
     te = ImageFolder(str(root / "val"), transform=test_tf)
@@ -292,13 +365,24 @@ def _image_folder(*, data_dir, train_subset, val_split, download, seed, augment,
         from sklearn.model_selection import train_test_split
 
         idx, va = train_test_split(idx, test_size=val_split, random_state=seed + 1, stratify=labels)
-        val = torch.utils.data.Subset(ImageFolder(str(root / "train"), transform=test_tf), np.sort(va).tolist())
+        val = torch.utils.data.Subset(
+            ImageFolder(str(root / "train"), transform=test_tf), np.sort(va).tolist()
+        )
     if train_subset is not None:
         idx = idx[_stratified_subset(labels[idx], int(train_subset), seed)]
     train = torch.utils.data.Subset(tr, np.sort(idx).tolist()) if (val_split or train_subset) else tr
-    return DataBundle("image-folder", train, val, te, len(tr.classes), 3, (img_size, img_size), IMAGENET_MEAN,
-                      IMAGENET_STD, notes="ImageFolder; train RandomResizedCrop+flip, test resize 256/224 + "
-                                          "centre crop")
+    return DataBundle(
+        "image-folder",
+        train,
+        val,
+        te,
+        len(tr.classes),
+        3,
+        (img_size, img_size),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        notes="ImageFolder; train RandomResizedCrop+flip, test resize 256/224 + centre crop",
+    )
 
 
 _BUILDERS: dict[str, Callable[..., DataBundle]] = {
@@ -309,8 +393,14 @@ _BUILDERS: dict[str, Callable[..., DataBundle]] = {
     "stl10": _stl10,
     "image-folder": _image_folder,
 }
-_ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "image_folder": "image-folder",
-            "imagenet": "image-folder", "cifar-10": "cifar10", "cifar-100": "cifar100"}
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "image_folder": "image-folder",
+    "imagenet": "image-folder",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+}
 
 
 def list_datasets() -> list[str]:
@@ -318,9 +408,17 @@ def list_datasets() -> list[str]:
     return list(_BUILDERS)
 
 
-def build(name: str = "digits", *, data_dir: str | os.PathLike | None = None, train_subset: int | None = None,
-          val_split: int = 0, download: bool = False, seed: int = 0, augment: bool = True,
-          **kwargs: Any) -> DataBundle:
+def build(
+    name: str = "digits",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    train_subset: int | None = None,
+    val_split: int = 0,
+    download: bool = False,
+    seed: int = 0,
+    augment: bool = True,
+    **kwargs: Any,
+) -> DataBundle:
     """Build a dataset bundle (train/val/test) with the standard augmentation of that dataset.
 
     Args:
@@ -348,7 +446,12 @@ def build(name: str = "digits", *, data_dir: str | os.PathLike | None = None, tr
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     if key not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
-    return _BUILDERS[key](data_dir=data_dir, train_subset=train_subset, val_split=val_split, download=download,
-                          seed=seed, augment=augment, **kwargs)
-
-
+    return _BUILDERS[key](
+        data_dir=data_dir,
+        train_subset=train_subset,
+        val_split=val_split,
+        download=download,
+        seed=seed,
+        augment=augment,
+        **kwargs,
+    )

@@ -40,8 +40,9 @@ class TrainSampler(Sampler[int]):
         instead of padding with repeats, so no image is seen twice in an epoch.
     """
 
-    def __init__(self, num_samples: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True):
+    def __init__(
+        self, num_samples: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         if num_samples < world_size:
@@ -62,7 +63,7 @@ class TrainSampler(Sampler[int]):
         else:
             perm = list(range(self.num_samples))
         total = self.num_samples - self.num_samples % self.world_size
-        return perm[self.rank:total:self.world_size]
+        return perm[self.rank : total : self.world_size]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices())

@@ -37,8 +37,16 @@ class TensorAugment:
         torchvision's calls, so the exact crops differ for the same seed.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], *, padding: int = 0,
-                 crop_size: tuple[int, int] | None = None, hflip: bool = False, augment: bool = True):
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        padding: int = 0,
+        crop_size: tuple[int, int] | None = None,
+        hflip: bool = False,
+        augment: bool = True,
+    ):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)  # (C, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)  # (C, 1, 1)
         self.padding, self.crop_size, self.hflip, self.augment = int(padding), crop_size, bool(hflip), augment
@@ -52,11 +60,13 @@ class TensorAugment:
                 padded = torch.nn.functional.pad(img, (p, p, p, p))  # (C, H+2p, W+2p), zeros in [0, 1] space
                 i = int(torch.randint(0, padded.shape[1] - ch + 1, ()))
                 j = int(torch.randint(0, padded.shape[2] - cw + 1, ()))
-                img = padded[:, i:i + ch, j:j + cw]
+                img = padded[:, i : i + ch, j : j + cw]
             if self.hflip and bool(torch.rand(()) < 0.5):
                 img = img.flip(-1)
         return (img - self.mean) / self.std
 
     def __repr__(self) -> str:
-        return (f"TensorAugment(padding={self.padding}, crop_size={self.crop_size}, hflip={self.hflip}, "
-                f"augment={self.augment}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})")
+        return (
+            f"TensorAugment(padding={self.padding}, crop_size={self.crop_size}, hflip={self.hflip}, "
+            f"augment={self.augment}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+        )

@@ -127,7 +127,11 @@ class BasicBlock(_Block):
         self.conv2 = _conv(planes, planes, 3, 1, conv_bias)
         self.bn2 = last_norm_layer(planes)
         if stride != 1 or in_ch != out:
-            self.downsample = ShortcutA(in_ch, out, stride) if shortcut == "A" else _projection(in_ch, out, stride, conv_bias)
+            self.downsample = (
+                ShortcutA(in_ch, out, stride)
+                if shortcut == "A"
+                else _projection(in_ch, out, stride, conv_bias)
+            )
         else:
             self.downsample = nn.Identity()
 
@@ -219,7 +223,11 @@ class PreActBottleneck(_Block):
         self.bn3 = norm_layer(planes)
         self.conv3 = _conv(planes, out, 1)
         self.bn_extra = last_norm_layer(out) if extra_bn else nn.Identity()
-        self.downsample = _projection(in_ch, out, stride, False, with_bn=False) if (stride != 1 or in_ch != out) else nn.Identity()
+        self.downsample = (
+            _projection(in_ch, out, stride, False, with_bn=False)
+            if (stride != 1 or in_ch != out)
+            else nn.Identity()
+        )
 
     @property
     def last_norm(self) -> nn.Module:
@@ -249,7 +257,9 @@ class ResStage(nn.Module):
         ``(N, C_in, H, W) -> (N, C_out, H', W')``.
     """
 
-    def __init__(self, blocks: Sequence[nn.Module], attn: nn.Module | None, recurrent: bool, connect: Sequence[bool]):
+    def __init__(
+        self, blocks: Sequence[nn.Module], attn: nn.Module | None, recurrent: bool, connect: Sequence[bool]
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.attn = attn
@@ -309,8 +319,15 @@ class ResNet(nn.Module):
         RuntimeError: (forward) an input whose channel count is not ``in_chans``.
     """
 
-    def __init__(self, stem: nn.Module, stages: Sequence[ResStage], final_norm: nn.Module, num_classes: int,
-                 in_chans: int, attn_config: dict[str, Any]):
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: Sequence[ResStage],
+        final_norm: nn.Module,
+        num_classes: int,
+        in_chans: int,
+        attn_config: dict[str, Any],
+    ):
         super().__init__()
         self.stem = stem
         self.stages = nn.ModuleList(stages)
@@ -393,7 +410,9 @@ def _stage_kwargs(attn_kwargs, n_stages: int) -> list[dict[str, Any]]:
         return [dict(attn_kwargs) for _ in range(n_stages)]
     if isinstance(attn_kwargs, (list, tuple)):
         if len(attn_kwargs) != n_stages:
-            raise ValueError(f"attn_kwargs has {len(attn_kwargs)} per-stage dicts but the model has {n_stages} stages")
+            raise ValueError(
+                f"attn_kwargs has {len(attn_kwargs)} per-stage dicts but the model has {n_stages} stages"
+            )
         if not all(isinstance(d, dict) for d in attn_kwargs):
             raise ValueError("attn_kwargs must be a dict or a sequence of dicts (one per stage)")
         return [dict(d) for d in attn_kwargs]
@@ -451,7 +470,9 @@ def build_resnet(
     if sharing is None:
         sharing = "stage" if kind == "recurrent" else "block"
     if sharing not in ("block", "stage"):
-        raise ValueError(f"sharing must be 'block' or 'stage' (or None for the module's default), got {sharing!r}")
+        raise ValueError(
+            f"sharing must be 'block' or 'stage' (or None for the module's default), got {sharing!r}"
+        )
     n_stages = len(layers)
     stage_kw = _stage_kwargs(attn_kwargs, n_stages)
     if entry is not None:
@@ -466,8 +487,10 @@ def build_resnet(
         stage_last = [last_norm_layer or sn for sn in stage_norm]
     elif kind == "bn_wrapper":
         if sharing == "stage" or not all(all(m) for m in masks):
-            raise ValueError(f"attn={entry.name!r} wraps each block's last BN: stage sharing and connection "
-                             f"schemes are undefined for it (use sharing='block' and no scheme)")
+            raise ValueError(
+                f"attn={entry.name!r} wraps each block's last BN: stage sharing and connection "
+                f"schemes are undefined for it (use sharing='block' and no scheme)"
+            )
         stage_last = [functools.partial(entry.cls, **kw) for kw in stage_kw]
 
     stem_mod, ch = stem(in_chans, stage_norm[0])
@@ -479,10 +502,14 @@ def build_resnet(
             kw = dict(block_kwargs)
             if first_block_projection and bi == 0:
                 kw["force_projection"] = True
-            blk = block(ch, p, st if bi == 0 else 1, norm_layer=stage_norm[si], last_norm_layer=stage_last[si], **kw)
+            blk = block(
+                ch, p, st if bi == 0 else 1, norm_layer=stage_norm[si], last_norm_layer=stage_last[si], **kw
+            )
             if kind == "bn_wrapper" and isinstance(blk.last_norm, nn.Identity):
-                raise ValueError(f"attn={entry.name!r} wraps the residual branch's last BN, but {block.__name__} has "
-                                 f"none; build the pre-activation net with extra_bn=True")
+                raise ValueError(
+                    f"attn={entry.name!r} wraps the residual branch's last BN, but {block.__name__} has "
+                    f"none; build the pre-activation net with extra_bn=True"
+                )
             ch = p * block.expansion
             blk.last_channels = ch
             blocks.append(blk)

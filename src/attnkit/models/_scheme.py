@@ -42,7 +42,9 @@ def parse_scheme(scheme: str | Sequence[Sequence[int]] | None, blocks_per_stage:
             row = []
             for v in part:
                 if v not in (0, 1, True, False):
-                    raise ValueError(f"scheme entries must be 0 or 1, got {v!r} (expected blocks_per_stage={bps})")
+                    raise ValueError(
+                        f"scheme entries must be 0 or 1, got {v!r} (expected blocks_per_stage={bps})"
+                    )
                 row.append(bool(v))
             stages.append(row)
     if len(stages) != len(bps):

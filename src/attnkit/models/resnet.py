@@ -29,7 +29,9 @@ _CFG = {
 
 def _stem(conv_bias: bool):
     def stem(in_chans: int, norm_layer):
-        return nn.Sequential(_conv7(in_chans, conv_bias), norm_layer(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)), 64
+        return nn.Sequential(
+            _conv7(in_chans, conv_bias), norm_layer(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+        ), 64
 
     return stem
 
@@ -42,10 +44,22 @@ def _conv7(in_chans: int, bias: bool) -> nn.Conv2d:
     return conv
 
 
-def imagenet_resnet(name: str, *, num_classes: int = 1000, in_chans: int = 3, attn=None, attn_kwargs=None,
-                    sharing=None, scheme=None, norm_layer=None, last_norm_layer=None,
-                    zero_init_residual: bool = False, share_norm: bool = False, conv_bias: bool = False,
-                    stride_in_1x1: bool | None = None) -> ResNet:
+def imagenet_resnet(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    attn=None,
+    attn_kwargs=None,
+    sharing=None,
+    scheme=None,
+    norm_layer=None,
+    last_norm_layer=None,
+    zero_init_residual: bool = False,
+    share_norm: bool = False,
+    conv_bias: bool = False,
+    stride_in_1x1: bool | None = None,
+) -> ResNet:
     """Build an ImageNet ResNet.
 
     Args:
@@ -72,10 +86,23 @@ def imagenet_resnet(name: str, *, num_classes: int = 1000, in_chans: int = 3, at
         bkw["stride_in_1x1"] = bool(stride_in_1x1)
         cls, planes = Bottleneck, (64, 128, 256, 512)
     return build_resnet(
-        block=cls, layers=layers, planes=planes, strides=(1, 2, 2, 2), stem=_stem(conv_bias),
-        num_classes=num_classes, in_chans=in_chans, attn=attn, attn_kwargs=attn_kwargs, sharing=sharing,
-        scheme=scheme, norm_layer=norm_layer, last_norm_layer=last_norm_layer,
-        zero_init_residual=zero_init_residual, share_norm=share_norm, block_kwargs=bkw, model_name=name,
+        block=cls,
+        layers=layers,
+        planes=planes,
+        strides=(1, 2, 2, 2),
+        stem=_stem(conv_bias),
+        num_classes=num_classes,
+        in_chans=in_chans,
+        attn=attn,
+        attn_kwargs=attn_kwargs,
+        sharing=sharing,
+        scheme=scheme,
+        norm_layer=norm_layer,
+        last_norm_layer=last_norm_layer,
+        zero_init_residual=zero_init_residual,
+        share_norm=share_norm,
+        block_kwargs=bkw,
+        model_name=name,
     )
 
 

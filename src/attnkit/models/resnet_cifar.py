@@ -21,7 +21,16 @@ import torch.nn as nn
 from ._registry import register_model
 from ._resnet import BasicBlock, Bottleneck, PreActBottleneck, ResNet, _conv, build_resnet
 
-__all__ = ["cifar_resnet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet164", "preresnet164"]
+__all__ = [
+    "cifar_resnet",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet164",
+    "preresnet164",
+]
 
 
 def _cifar_stem(with_bn: bool):
@@ -34,10 +43,24 @@ def _cifar_stem(with_bn: bool):
     return stem
 
 
-def cifar_resnet(depth: int, *, block: str = "basic", num_classes: int = 10, in_chans: int = 3, attn=None,
-                 attn_kwargs=None, sharing=None, scheme=None, norm_layer=None, last_norm_layer=None,
-                 zero_init_residual: bool = False, share_norm: bool = False, shortcut: str | None = None, extra_bn: bool | None = None,
-                 model_name: str = "") -> ResNet:
+def cifar_resnet(
+    depth: int,
+    *,
+    block: str = "basic",
+    num_classes: int = 10,
+    in_chans: int = 3,
+    attn=None,
+    attn_kwargs=None,
+    sharing=None,
+    scheme=None,
+    norm_layer=None,
+    last_norm_layer=None,
+    zero_init_residual: bool = False,
+    share_norm: bool = False,
+    shortcut: str | None = None,
+    extra_bn: bool | None = None,
+    model_name: str = "",
+) -> ResNet:
     """Build a CIFAR ResNet of the given depth.
 
     Args:
@@ -84,10 +107,23 @@ def cifar_resnet(depth: int, *, block: str = "basic", num_classes: int = 10, in_
                 raise TypeError("extra_bn is an option of preresnet164 only")
             cls = Bottleneck
     return build_resnet(
-        block=cls, layers=(n, n, n), planes=(16, 32, 64), strides=(1, 2, 2), stem=_cifar_stem(block != "preact"),
-        num_classes=num_classes, in_chans=in_chans, attn=attn, attn_kwargs=attn_kwargs, sharing=sharing,
-        scheme=scheme, norm_layer=norm_layer, last_norm_layer=last_norm_layer,
-        zero_init_residual=zero_init_residual, share_norm=share_norm, final_norm=block == "preact", block_kwargs=block_kwargs,
+        block=cls,
+        layers=(n, n, n),
+        planes=(16, 32, 64),
+        strides=(1, 2, 2),
+        stem=_cifar_stem(block != "preact"),
+        num_classes=num_classes,
+        in_chans=in_chans,
+        attn=attn,
+        attn_kwargs=attn_kwargs,
+        sharing=sharing,
+        scheme=scheme,
+        norm_layer=norm_layer,
+        last_norm_layer=last_norm_layer,
+        zero_init_residual=zero_init_residual,
+        share_norm=share_norm,
+        final_norm=block == "preact",
+        block_kwargs=block_kwargs,
         model_name=model_name,
     )
 
@@ -97,8 +133,10 @@ def _make(name: str, depth: int, block: str):
         return cifar_resnet(depth, block=block, model_name=name, **kwargs)
 
     fn.__name__ = name
-    fn.__doc__ = (f"CIFAR {name} ({block} blocks, depth {depth}); keyword arguments as "
-                  f":func:`cifar_resnet`. Param/MAC counts: see the backbones spec §6.")
+    fn.__doc__ = (
+        f"CIFAR {name} ({block} blocks, depth {depth}); keyword arguments as "
+        f":func:`cifar_resnet`. Param/MAC counts: see the backbones spec §6."
+    )
     return register_model(fn, name=name)
 
 

@@ -9,8 +9,9 @@ from torch import Tensor
 __all__ = ["dop853_ensemble"]
 
 
-def dop853_ensemble(system, y0: Tensor, t_eval: np.ndarray, rtol: float, atol: float | None = None
-                    ) -> tuple[Tensor, int]:
+def dop853_ensemble(
+    system, y0: Tensor, t_eval: np.ndarray, rtol: float, atol: float | None = None
+) -> tuple[Tensor, int]:
     """Integrate the whole ensemble ``y0`` ``(N, d)`` as one stacked system with scipy's DOP853.
 
     The error norm (scipy's RMS over all N*d components) controls one shared step sequence; the
@@ -24,8 +25,15 @@ def dop853_ensemble(system, y0: Tensor, t_eval: np.ndarray, rtol: float, atol: f
     def rhs(t, y):
         return system(t, torch.from_numpy(y).view(n, d)).reshape(-1).numpy()
 
-    sol = solve_ivp(rhs, (float(t_eval[0]), float(t_eval[-1])), y0.double().reshape(-1).numpy(),
-                    method="DOP853", t_eval=t_eval, rtol=rtol, atol=atol)
+    sol = solve_ivp(
+        rhs,
+        (float(t_eval[0]), float(t_eval[-1])),
+        y0.double().reshape(-1).numpy(),
+        method="DOP853",
+        t_eval=t_eval,
+        rtol=rtol,
+        atol=atol,
+    )
     if sol.status != 0:
         raise RuntimeError(f"DOP853 failed: {sol.message}")
     return torch.from_numpy(sol.y.T.copy()).view(len(t_eval), n, d), int(sol.nfev)

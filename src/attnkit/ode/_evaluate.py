@@ -29,10 +29,12 @@ def timed(fn, *args, **kwargs):
 def score(system, pred: torch.Tensor, ref: torch.Tensor) -> dict:
     """Error, energy drift, ensemble statistics and blow-up rate of ``pred`` against ``ref`` ``(T+1, N, d)``."""
     finite = bool(torch.isfinite(pred).all())
-    out = {"mse": trajectory_mse(pred, ref) if finite else math.inf,
-           "mse_first100": trajectory_mse(pred, ref, slice(1, 101)) if finite else math.inf,
-           "rel_l2_median_T": float(relative_l2(pred, ref).median()) if finite else math.inf,
-           "blowup_rate": blowup_rate(pred)}
+    out = {
+        "mse": trajectory_mse(pred, ref) if finite else math.inf,
+        "mse_first100": trajectory_mse(pred, ref, slice(1, 101)) if finite else math.inf,
+        "rel_l2_median_T": float(relative_l2(pred, ref).median()) if finite else math.inf,
+        "blowup_rate": blowup_rate(pred),
+    }
     try:
         ed = energy_drift(system, pred)
         out["energy_drift_median_T"] = float(ed[-1].median())
@@ -64,8 +66,15 @@ def evaluate_run(args) -> int:
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     dt = float(ck["dt"])
     data_dir = Path(args.data_dir or cfg.get("data_dir") or run.parent / "data")
-    test = load_or_make(system, "test", args.n_test, dt=dt, n_steps=cfg.get("steps"), cache_dir=data_dir,
-                        reference_substeps=cfg.get("reference_substeps"))
+    test = load_or_make(
+        system,
+        "test",
+        args.n_test,
+        dt=dt,
+        n_steps=cfg.get("steps"),
+        cache_dir=data_dir,
+        reference_substeps=cfg.get("reference_substeps"),
+    )
     y0, n = test[0], test.shape[0] - 1
     t = torch.arange(n + 1, dtype=torch.float64) * dt
     rows = []
@@ -73,36 +82,87 @@ def evaluate_run(args) -> int:
         odeint(system, y0[:2], t[:3], method=solver)  # warm-up
         pred, sec = timed(odeint, system, y0, t, method=solver)
         nfe = n * solver.nfe
-        rows.append({"method": f"{ck['corrector_config']['kind']} + {solver.base_name}", "step": dt,
-                     "nfe_per_traj": nfe, "corrector_calls": n, "seconds": sec, **score(system, pred, test)})
+        rows.append(
+            {
+                "method": f"{ck['corrector_config']['kind']} + {solver.base_name}",
+                "step": dt,
+                "nfe_per_traj": nfe,
+                "corrector_calls": n,
+                "seconds": sec,
+                **score(system, pred, test),
+            }
+        )
         curves = {rows[0]["method"]: ((pred[1:] - test[1:]) ** 2).mean((1, 2))}
         for h in [float(x) for x in args.classical.split(",") if x]:
             if abs(dt / h - round(dt / h)) > 1e-9:
                 raise SystemExit(f"--classical step {h} does not divide dt={dt}")
             p, s = timed(odeint, system, y0, t, method=solver.base_name, options={"step_size": h})
-            rows.append({"method": solver.base_name, "step": h, "nfe_per_traj": round(n * dt / h) * solver.nfe,
-                         "corrector_calls": 0, "seconds": s, **score(system, p, test)})
+            rows.append(
+                {
+                    "method": solver.base_name,
+                    "step": h,
+                    "nfe_per_traj": round(n * dt / h) * solver.nfe,
+                    "corrector_calls": 0,
+                    "seconds": s,
+                    **score(system, p, test),
+                }
+            )
             curves[f"{solver.base_name} h={h:g}"] = ((p[1:] - test[1:]) ** 2).mean((1, 2))
         for rtol in [float(x) for x in args.dop853.split(",") if x]:
             (p, nf), s = timed(dop853_ensemble, system, y0, t.numpy(), rtol)
-            rows.append({"method": "DOP853 (scipy, ensemble)", "step": f"rtol={rtol:g}",
-                         "nfe_per_traj": nf, "corrector_calls": 0, "seconds": s, **score(system, p, test)})
+            rows.append(
+                {
+                    "method": "DOP853 (scipy, ensemble)",
+                    "step": f"rtol={rtol:g}",
+                    "nfe_per_traj": nf,
+                    "corrector_calls": 0,
+                    "seconds": s,
+                    **score(system, p, test),
+                }
+            )
     base_rows = [r for r in rows if r["method"] == solver.base_name and math.isfinite(r["mse"])]
     finest = min(base_rows, key=lambda r: r["step"]) if base_rows else None
-    summary = {"run": str(run), "checkpoint": args.which, "system": system.name, "dt": dt,
-               "n_test": int(y0.shape[0]), "n_steps": n, "rows": rows}
+    summary = {
+        "run": str(run),
+        "checkpoint": args.which,
+        "system": system.name,
+        "dt": dt,
+        "n_test": int(y0.shape[0]),
+        "n_steps": n,
+        "rows": rows,
+    }
     if finest is not None and math.isfinite(rows[0]["mse"]):
-        summary["step_equivalent"] = finest["step"] * (rows[0]["mse"] / finest["mse"]) ** (1 / (2 * solver.order))
+        summary["step_equivalent"] = finest["step"] * (rows[0]["mse"] / finest["mse"]) ** (
+            1 / (2 * solver.order)
+        )
     (run / "metrics.json").write_text(json.dumps(summary, indent=2))
-    keys = ["method", "step", "mse", "mse_first100", "rel_l2_median_T", "energy_drift_median_T",
-            "blowup_rate", "ens_w1", "nfe_per_traj", "corrector_calls", "seconds"]
-    md = [f"# {system.name}: {rows[0]['method']} at h = {dt:g} ({args.which} checkpoint), "
-          f"{y0.shape[0]} test trajectories x {n} steps", "",
-          "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    keys = [
+        "method",
+        "step",
+        "mse",
+        "mse_first100",
+        "rel_l2_median_T",
+        "energy_drift_median_T",
+        "blowup_rate",
+        "ens_w1",
+        "nfe_per_traj",
+        "corrector_calls",
+        "seconds",
+    ]
+    md = [
+        f"# {system.name}: {rows[0]['method']} at h = {dt:g} ({args.which} checkpoint), "
+        f"{y0.shape[0]} test trajectories x {n} steps",
+        "",
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
     md += ["| " + " | ".join(_fmt(r.get(k, "-")) for k in keys) + " |" for r in rows]
     if "step_equivalent" in summary:
-        md += ["", f"Step-equivalent of the corrected solver (MSE ~ h^{2 * solver.order}): "
-               f"h_eq = {summary['step_equivalent']:.4g}"]
+        md += [
+            "",
+            f"Step-equivalent of the corrected solver (MSE ~ h^{2 * solver.order}): "
+            f"h_eq = {summary['step_equivalent']:.4g}",
+        ]
     (run / "metrics.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -113,9 +173,11 @@ def evaluate_run(args) -> int:
     fig.tight_layout()
     fig.savefig(run / "error_over_time.png", dpi=120)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, sel in [(solver.base_name, lambda r: r["method"] == solver.base_name),
-                       ("DOP853", lambda r: r["method"].startswith("DOP853")),
-                       (rows[0]["method"], lambda r: r is rows[0])]:
+    for label, sel in [
+        (solver.base_name, lambda r: r["method"] == solver.base_name),
+        ("DOP853", lambda r: r["method"].startswith("DOP853")),
+        (rows[0]["method"], lambda r: r is rows[0]),
+    ]:
         pts = [(r["seconds"], r["mse"]) for r in rows if sel(r) and math.isfinite(r["mse"])]
         if pts:
             xs, ys = zip(*sorted(pts))

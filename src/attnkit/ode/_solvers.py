@@ -16,8 +16,17 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 __all__ = [
-    "Solver", "Euler", "Midpoint", "Heun2", "RK4", "RK4Classic", "Leapfrog", "Exact",
-    "register_solver", "get_solver", "list_solvers",
+    "Solver",
+    "Euler",
+    "Midpoint",
+    "Heun2",
+    "RK4",
+    "RK4Classic",
+    "Leapfrog",
+    "Exact",
+    "register_solver",
+    "get_solver",
+    "list_solvers",
 ]
 
 _SOLVERS: dict[str, type[Solver]] = {}
@@ -36,6 +45,7 @@ def register_solver(name: str) -> Callable[[type], type]:
     Raises:
         ValueError: if ``name`` is already registered or the class is not a :class:`Solver`.
     """
+
     def deco(cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, Solver)):
             raise ValueError(f"register_solver({name!r}): {cls!r} is not a subclass of attnkit.ode.Solver")
@@ -44,6 +54,7 @@ def register_solver(name: str) -> Callable[[type], type]:
         _SOLVERS[name] = cls
         cls.name = name
         return cls
+
     return deco
 
 
@@ -180,8 +191,8 @@ class Leapfrog(Solver):
         qi, pi = split
         k = func(t, y) if f0 is None else f0
         y = y.clone()
-        y[..., pi] = y[..., pi] + (0.5 * dt) * k[..., pi]          # half kick
-        y[..., qi] = y[..., qi] + dt * func(t, y)[..., qi]          # drift with the new p
+        y[..., pi] = y[..., pi] + (0.5 * dt) * k[..., pi]  # half kick
+        y[..., qi] = y[..., qi] + dt * func(t, y)[..., qi]  # drift with the new p
         y[..., pi] = y[..., pi] + (0.5 * dt) * func(t + dt, y)[..., pi]  # half kick with the new q
         return y
 

@@ -59,9 +59,19 @@ class AttNSRecon(nn.Module):
         attnkit default.
     """
 
-    def __init__(self, dim: int, hidden: int = 1024, inputs: str = "increment", mode: str = "additive",
-                 bound: str = "tanh", s_init: float | None = None, spectral_norm: bool = False,
-                 zero_init_last: bool = False, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 1024,
+        inputs: str = "increment",
+        mode: str = "additive",
+        bound: str = "tanh",
+        s_init: float | None = None,
+        spectral_norm: bool = False,
+        zero_init_last: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if inputs not in ("increment", "state", "state+increment"):
             raise ValueError(f"inputs must be 'increment', 'state' or 'state+increment', got {inputs!r}")
@@ -99,8 +109,9 @@ class AttNSRecon(nn.Module):
         return torch.cat([ctx.y, ctx.increment], -1)  # (*batch, 2d)
 
     @torch.no_grad()
-    def fit_normalizer(self, u: Tensor, r: Tensor, increment: Tensor | None = None,
-                       dt_power: float | None = None) -> AttNSRecon:
+    def fit_normalizer(
+        self, u: Tensor, r: Tensor, increment: Tensor | None = None, dt_power: float | None = None
+    ) -> AttNSRecon:
         """Fit input (float64 mean/std of ``z``) and target (std of ``r``) statistics.
 
         Args:
@@ -109,8 +120,11 @@ class AttNSRecon(nn.Module):
         """
         if self.inputs != "state" and increment is None:
             raise ValueError(f"inputs={self.inputs!r} needs the base increments to fit the normaliser")
-        z = {"increment": lambda: increment, "state": lambda: u,
-             "state+increment": lambda: torch.cat([u, increment], -1)}[self.inputs]()
+        z = {
+            "increment": lambda: increment,
+            "state": lambda: u,
+            "state+increment": lambda: torch.cat([u, increment], -1),
+        }[self.inputs]()
         z = z.reshape(-1, self.d_in).double()
         self.in_mean.copy_(z.mean(0))
         self.in_std.copy_(z.std(0).clamp_min(1e-300))
@@ -124,15 +138,17 @@ class AttNSRecon(nn.Module):
         return F.softplus(self.rho) + 1e-6
 
     def forward(self, ctx: StepContext) -> Tensor:
-        z = (self._z(ctx) - self.in_mean) / self.in_std   # (*batch, d_in), standardised
-        g = self.fc2(self.act(self.fc1(z)))                 # (*batch, d)
+        z = (self._z(ctx) - self.in_mean) / self.in_std  # (*batch, d_in), standardised
+        g = self.fc2(self.act(self.fc1(z)))  # (*batch, d)
         if self.bound == "tanh":
             s = self.s
-            g = s * torch.tanh(g / s)                       # |g_i| <= s_i
+            g = s * torch.tanh(g / s)  # |g_i| <= s_i
         if self.mode == "additive":
-            return g * self.out_std                         # raw residual units
-        return g                                            # multiplicative factor c
+            return g * self.out_std  # raw residual units
+        return g  # multiplicative factor c
 
     def extra_repr(self) -> str:
-        return (f"{LABEL}: dim={self.dim}, hidden={self.hidden}, inputs={self.inputs}, mode={self.mode}, "
-                f"bound={self.bound}")
+        return (
+            f"{LABEL}: dim={self.dim}, hidden={self.hidden}, inputs={self.inputs}, mode={self.mode}, "
+            f"bound={self.bound}"
+        )

@@ -67,8 +67,16 @@ class CorrectedSolver(Solver):
         The NeurVec code also allowed sub-stepping the corrector inside a coarse step; not implemented.
     """
 
-    def __init__(self, base: str | Solver, corrector: nn.Module, *, dt: float, insert: str | None = None,
-                 scale: str = "none", allow_dt_change: bool = False) -> None:
+    def __init__(
+        self,
+        base: str | Solver,
+        corrector: nn.Module,
+        *,
+        dt: float,
+        insert: str | None = None,
+        scale: str = "none",
+        allow_dt_change: bool = False,
+    ) -> None:
         super().__init__()
         self.base = get_solver(base)
         self.corrector = corrector
@@ -97,7 +105,9 @@ class CorrectedSolver(Solver):
         """Raise ``ValueError`` if ``dt`` (or ``base``) does not match what the corrector was trained for."""
         td = float(self.trained_dt)
         if float(dt) < 0:
-            raise ValueError("a corrector is trained for forward steps; reverse-time integration is not supported")
+            raise ValueError(
+                "a corrector is trained for forward steps; reverse-time integration is not supported"
+            )
         if not self.allow_dt_change and abs(abs(float(dt)) - td) > 1e-9 * td:
             raise ValueError(f"corrector was trained for dt={td}, called with dt={float(dt)}")
         if base is not None and base.name != self.base_name:
@@ -120,8 +130,7 @@ class CorrectedSolver(Solver):
         return y_base + c
 
     def extra_repr(self) -> str:
-        return (f"base={self.base_name}, dt={float(self.trained_dt)}, insert={self.insert}, "
-                f"scale={self.scale}")
+        return f"base={self.base_name}, dt={float(self.trained_dt)}, insert={self.insert}, scale={self.scale}"
 
 
 def _param_dtype(m: nn.Module) -> torch.dtype | None:

@@ -29,9 +29,16 @@ __all__ = ["make_trajectories", "make_pairs", "check_reference", "load_or_make",
 SPLIT_SEEDS = {"test": 0, "train": 1, "val": 2}
 
 
-def make_trajectories(system: ODESystem, n_traj: int, *, dt: float | None = None, n_steps: int | None = None,
-                      seed: int = 0, dtype: torch.dtype = torch.float64,
-                      reference_substeps: int | None = None) -> Tensor:
+def make_trajectories(
+    system: ODESystem,
+    n_traj: int,
+    *,
+    dt: float | None = None,
+    n_steps: int | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    reference_substeps: int | None = None,
+) -> Tensor:
     """Sample ``n_traj`` initial conditions (seeded) and integrate them with the system's reference.
 
     Args:
@@ -54,8 +61,15 @@ def make_trajectories(system: ODESystem, n_traj: int, *, dt: float | None = None
     return system.reference(y0, dt, n_steps, substeps=reference_substeps).to(dtype)
 
 
-def make_pairs(traj: Tensor, system: ODESystem, base: str | Solver, dt: float, *,
-               reference: str = "accurate", substeps: int = 1000) -> tuple[Tensor, Tensor]:
+def make_pairs(
+    traj: Tensor,
+    system: ODESystem,
+    base: str | Solver,
+    dt: float,
+    *,
+    reference: str = "accurate",
+    substeps: int = 1000,
+) -> tuple[Tensor, Tensor]:
     """One-step training pairs ``(u_s, r_s = u_{s+1} - Psi_h(u_s))`` from every position of every trajectory.
 
     Args:
@@ -102,16 +116,31 @@ def check_reference(system: ODESystem, traj: Tensor, dt: float, n_check: int = 3
     t_eval = np.arange(traj.shape[0]) * dt
     worst = 0.0
     for j in range(min(n_check, traj.shape[1])):
-        sol = solve_ivp(rhs, (0.0, t_eval[-1]), traj[0, j].double().numpy(), method="DOP853", t_eval=t_eval,
-                        rtol=1e-12, atol=1e-12)
+        sol = solve_ivp(
+            rhs,
+            (0.0, t_eval[-1]),
+            traj[0, j].double().numpy(),
+            method="DOP853",
+            t_eval=t_eval,
+            rtol=1e-12,
+            atol=1e-12,
+        )
         worst = max(worst, float(np.abs(sol.y.T - traj[:, j].double().numpy()).max()))
     return worst
 
 
-def load_or_make(system: ODESystem, split: str, n_traj: int, *, dt: float | None = None,
-                 n_steps: int | None = None, cache_dir: str | os.PathLike | None = None,
-                 reference_substeps: int | None = None, seed: int | None = None,
-                 cross_check: bool = True) -> Tensor:
+def load_or_make(
+    system: ODESystem,
+    split: str,
+    n_traj: int,
+    *,
+    dt: float | None = None,
+    n_steps: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    reference_substeps: int | None = None,
+    seed: int | None = None,
+    cross_check: bool = True,
+) -> Tensor:
     """Load a cached split or generate it (and cache it atomically with its settings).
 
     The cache key covers system name and constants, split seed, n_traj, dt, n_steps and substeps.
@@ -126,9 +155,17 @@ def load_or_make(system: ODESystem, split: str, n_traj: int, *, dt: float | None
         seed = SPLIT_SEEDS[split]
     dt = system.default_dt if dt is None else dt
     n_steps = system.default_steps if n_steps is None else n_steps
-    meta = {"system": system.name, "constants": system.constants(), "split": split, "seed": seed,
-            "n_traj": n_traj, "dt": dt, "n_steps": n_steps, "reference_substeps": reference_substeps,
-            "reference": "exact" if type(system).exact_step is not ODESystem.exact_step else "rk4_classic"}
+    meta = {
+        "system": system.name,
+        "constants": system.constants(),
+        "split": split,
+        "seed": seed,
+        "n_traj": n_traj,
+        "dt": dt,
+        "n_steps": n_steps,
+        "reference_substeps": reference_substeps,
+        "reference": "exact" if type(system).exact_step is not ODESystem.exact_step else "rk4_classic",
+    }
     if cache_dir is not None:
         key = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"{system.name}_{split}_{n_traj}_{key}.pt"
@@ -136,8 +173,9 @@ def load_or_make(system: ODESystem, split: str, n_traj: int, *, dt: float | None
             blob = torch.load(path, weights_only=False)
             if blob.get("meta", {}) == meta:
                 return blob["traj"]
-    traj = make_trajectories(system, n_traj, dt=dt, n_steps=n_steps, seed=seed,
-                             reference_substeps=reference_substeps)
+    traj = make_trajectories(
+        system, n_traj, dt=dt, n_steps=n_steps, seed=seed, reference_substeps=reference_substeps
+    )
     if cache_dir is not None:
         chk = check_reference(system, traj, dt) if cross_check else None
         atomic_torch_save({"meta": meta, "traj": traj, "dop853_max_abs_diff": chk}, path)

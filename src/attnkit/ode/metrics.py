@@ -8,13 +8,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["trajectory_mse", "relative_l2", "energy_drift", "ensemble_statistics", "blowup_rate",
-           "step_equivalent"]
+__all__ = [
+    "trajectory_mse",
+    "relative_l2",
+    "energy_drift",
+    "ensemble_statistics",
+    "blowup_rate",
+    "step_equivalent",
+]
 
 
 def _check(pred: Tensor, ref: Tensor) -> None:
     if pred.shape != ref.shape or pred.ndim != 3:
-        raise ValueError(f"pred and ref must both be (T+1, N, d), got {tuple(pred.shape)} and {tuple(ref.shape)}")
+        raise ValueError(
+            f"pred and ref must both be (T+1, N, d), got {tuple(pred.shape)} and {tuple(ref.shape)}"
+        )
 
 
 def trajectory_mse(pred: Tensor, ref: Tensor, steps: slice | None = None) -> float:

@@ -43,7 +43,7 @@ class RationalActivation(nn.Module):
         if init != "relu_p3q2":
             raise ValueError(f"unknown rational init {init!r}; available: 'relu_p3q2'")
         kw = {"device": device, "dtype": dtype}
-        self.numerator = nn.Parameter(torch.tensor(_RELU_P3Q2[0], **kw))    # (a0, a1, a2, a3)
+        self.numerator = nn.Parameter(torch.tensor(_RELU_P3Q2[0], **kw))  # (a0, a1, a2, a3)
         self.denominator = nn.Parameter(torch.tensor(_RELU_P3Q2[1], **kw))  # (b0, b1, b2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -91,14 +91,24 @@ class NeurVec(nn.Module):
 
     insert = "additive"
 
-    def __init__(self, dim: int, hidden: int = 1024, activation: str = "rational",
-                 normalize: str = "standardize", zero_init_last: bool = False, device=None,
-                 dtype=None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 1024,
+        activation: str = "rational",
+        normalize: str = "standardize",
+        zero_init_last: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if normalize not in ("standardize", "none", "dt_power"):
             raise ValueError(f"normalize must be 'standardize', 'none' or 'dt_power', got {normalize!r}")
-        acts = {"rational": lambda: RationalActivation(device=device, dtype=dtype), "relu": nn.ReLU,
-                "tanh": nn.Tanh}
+        acts = {
+            "rational": lambda: RationalActivation(device=device, dtype=dtype),
+            "relu": nn.ReLU,
+            "tanh": nn.Tanh,
+        }
         if activation not in acts:
             raise ValueError(f"unknown activation {activation!r}; available: {sorted(acts)}")
         kw = {"device": device, "dtype": dtype}
@@ -115,8 +125,9 @@ class NeurVec(nn.Module):
         self.register_buffer("out_std", torch.ones(dim, device=device, dtype=fdt))
 
     @torch.no_grad()
-    def fit_normalizer(self, u: Tensor, r: Tensor, increment: Tensor | None = None,
-                       dt_power: float | None = None) -> NeurVec:
+    def fit_normalizer(
+        self, u: Tensor, r: Tensor, increment: Tensor | None = None, dt_power: float | None = None
+    ) -> NeurVec:
         """Fit the normalisation buffers (float64 statistics) on training pairs; a no-op for ``"none"``.
 
         Args:
@@ -140,7 +151,7 @@ class NeurVec(nn.Module):
 
     def forward(self, ctx: StepContext | Tensor) -> Tensor:
         u = ctx.y if isinstance(ctx, StepContext) else ctx
-        x = (u - self.in_mean) / self.in_std                  # (*batch, d), standardised
+        x = (u - self.in_mean) / self.in_std  # (*batch, d), standardised
         return self.fc2(self.act(self.fc1(x))) * self.out_std  # (*batch, d), raw residual units
 
     @torch.no_grad()
@@ -150,11 +161,12 @@ class NeurVec(nn.Module):
         Outputs agree to round-off; parameter count is unchanged.
         """
         p = self.fc1.weight
-        new = NeurVec(self.dim, self.hidden, self.activation, normalize="none", device=p.device,
-                      dtype=p.dtype)
+        new = NeurVec(
+            self.dim, self.hidden, self.activation, normalize="none", device=p.device, dtype=p.dtype
+        )
         new.act.load_state_dict(self.act.state_dict())
-        inv = (1.0 / self.in_std.double())
-        w1 = self.fc1.weight.double() * inv                                   # (H, d)
+        inv = 1.0 / self.in_std.double()
+        w1 = self.fc1.weight.double() * inv  # (H, d)
         b1 = self.fc1.bias.double() - w1 @ self.in_mean.double()
         new.fc1.weight.copy_(w1)
         new.fc1.bias.copy_(b1)

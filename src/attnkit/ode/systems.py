@@ -22,8 +22,14 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "ODESystem", "SpringChain", "ElasticPendulum", "Lorenz96", "HenonHeiles",
-    "register_system", "create_system", "list_systems",
+    "ODESystem",
+    "SpringChain",
+    "ElasticPendulum",
+    "Lorenz96",
+    "HenonHeiles",
+    "register_system",
+    "create_system",
+    "list_systems",
 ]
 
 _SYSTEMS: dict[str, type[ODESystem]] = {}
@@ -31,12 +37,14 @@ _SYSTEMS: dict[str, type[ODESystem]] = {}
 
 def register_system(name: str) -> Callable[[type], type]:
     """Class decorator registering an :class:`ODESystem` under ``name``."""
+
     def deco(cls: type) -> type:
         if name in _SYSTEMS:
             raise ValueError(f"system {name!r} is already registered")
         _SYSTEMS[name] = cls
         cls.name = name
         return cls
+
     return deco
 
 
@@ -83,8 +91,9 @@ class ODESystem(nn.Module):
         """Exact flow over ``dt``; only linear systems have one."""
         raise NotImplementedError(f"{self.name} has no exact propagator")
 
-    def sample_initial_conditions(self, n: int, generator: torch.Generator | None = None,
-                                  dtype: torch.dtype = torch.float64) -> Tensor:
+    def sample_initial_conditions(
+        self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+    ) -> Tensor:
         """Draw ``n`` initial states ``(n, d)`` from attnkit's documented distribution."""
         raise NotImplementedError
 
@@ -116,10 +125,51 @@ class ODESystem(nn.Module):
 
 
 # Spring constants and masses: SRNN recipe, numpy default_rng(0), 4 decimals (spec §5.1).
-SPRING_K = (5.1572, 4.8349, 5.8005, 5.1311, 4.3304, 5.4520, 6.6300, 6.1839, 4.1203, 3.4182, 4.2209,
-            5.0517, 2.0937, 4.7265, 3.4426, 4.0847, 4.3197, 4.6046, 5.5145, 6.3031, 4.8393)
-SPRING_M = (1.3416, 0.8337, 1.0879, 1.2259, 1.0235, 0.8141, 0.7696, 0.8856, 1.0550, 0.7476,
-            0.9477, 0.9602, 1.1352, 1.0537, 1.0888, 0.8365, 0.9676, 1.1960, 1.3734, 0.6852)
+SPRING_K = (
+    5.1572,
+    4.8349,
+    5.8005,
+    5.1311,
+    4.3304,
+    5.4520,
+    6.6300,
+    6.1839,
+    4.1203,
+    3.4182,
+    4.2209,
+    5.0517,
+    2.0937,
+    4.7265,
+    3.4426,
+    4.0847,
+    4.3197,
+    4.6046,
+    5.5145,
+    6.3031,
+    4.8393,
+)
+SPRING_M = (
+    1.3416,
+    0.8337,
+    1.0879,
+    1.2259,
+    1.0235,
+    0.8141,
+    0.7696,
+    0.8856,
+    1.0550,
+    0.7476,
+    0.9477,
+    0.9602,
+    1.1352,
+    1.0537,
+    1.0888,
+    0.8365,
+    0.9676,
+    1.1960,
+    1.3734,
+    0.6852,
+)
 
 
 @register_system("spring_chain")
@@ -178,7 +228,7 @@ class SpringChain(ODESystem):
         return kin + pot
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
-        u = (torch.rand(n, self.dim, generator=generator, dtype=torch.float64) * 5.0 - 2.5)
+        u = torch.rand(n, self.dim, generator=generator, dtype=torch.float64) * 5.0 - 2.5
         nm = self.n_mass
         u[:, [0, nm - 1, nm, 2 * nm - 1]] = 0.0
         return u.to(dtype)
@@ -214,8 +264,11 @@ class ElasticPendulum(ODESystem):
 
     def energy(self, y):
         th, r, thd, rd = y.unbind(-1)
-        return (0.5 * self.m * (rd * rd + r * r * thd * thd) + 0.5 * self.k * (r - self.l0) ** 2
-                - self.m * self.g * r * torch.cos(th))
+        return (
+            0.5 * self.m * (rd * rd + r * r * thd * thd)
+            + 0.5 * self.k * (r - self.l0) ** 2
+            - self.m * self.g * r * torch.cos(th)
+        )
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
         lo = torch.tensor([-1.0, 9.5, -0.5, -1.0], dtype=torch.float64)
@@ -244,7 +297,7 @@ class Lorenz96(ODESystem):
         return {"dim": self.dim, "forcing": self.forcing, "spinup": self.spinup}
 
     def forward(self, t, y):
-        return ((torch.roll(y, -1, -1) - torch.roll(y, 2, -1)) * torch.roll(y, 1, -1) - y + self.forcing)
+        return (torch.roll(y, -1, -1) - torch.roll(y, 2, -1)) * torch.roll(y, 1, -1) - y + self.forcing
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
         from ._solvers import RK4Classic
@@ -275,7 +328,7 @@ class HenonHeiles(ODESystem):
 
     def energy(self, y):
         p1, p2, q1, q2 = y.unbind(-1)
-        return 0.5 * (p1 * p1 + p2 * p2 + q1 * q1 + q2 * q2) + q1 * q1 * q2 - q2 ** 3 / 3.0
+        return 0.5 * (p1 * p1 + p2 * p2 + q1 * q1 + q2 * q2) + q1 * q1 * q2 - q2**3 / 3.0
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
         out = []

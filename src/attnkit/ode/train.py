@@ -34,14 +34,14 @@ from .metrics import blowup_rate, trajectory_mse
 from .neurvec import NeurVec, RationalActivation
 from .systems import ODESystem, create_system
 
-__all__ = ["build_corrector", "train_corrector", "TrainResult", "rollout", "load_checkpoint",
-           "CORRECTORS"]
+__all__ = ["build_corrector", "train_corrector", "TrainResult", "rollout", "load_checkpoint", "CORRECTORS"]
 
 CORRECTORS = ("neurvec", "attns", "attns_m", "linear", "zero")
 
 
-def build_corrector(kind: str, dim: int, *, hidden: int = 1024, dtype: torch.dtype = torch.float32,
-                    **kwargs) -> nn.Module:
+def build_corrector(
+    kind: str, dim: int, *, hidden: int = 1024, dtype: torch.dtype = torch.float32, **kwargs
+) -> nn.Module:
     """Build a corrector by name: ``neurvec``, ``attns`` (additive), ``attns_m`` (multiplicative),
     ``linear`` or ``zero``. Extra keyword arguments go to the class. The config is kept on the module
     (``attnkit_config``) so that checkpoints can rebuild it.
@@ -52,16 +52,26 @@ def build_corrector(kind: str, dim: int, *, hidden: int = 1024, dtype: torch.dty
     if kind == "neurvec":
         m = NeurVec(dim, hidden=hidden, dtype=dtype, **kwargs)
     elif kind in ("attns", "attns_m"):
-        m = AttNSRecon(dim, hidden=hidden, mode="additive" if kind == "attns" else "multiplicative",
-                       dtype=dtype, **kwargs)
+        m = AttNSRecon(
+            dim,
+            hidden=hidden,
+            mode="additive" if kind == "attns" else "multiplicative",
+            dtype=dtype,
+            **kwargs,
+        )
     elif kind == "linear":
         m = LinearCorrector(dim, dtype=dtype, **kwargs)
     elif kind == "zero":
         m = ZeroCorrector()
     else:
         raise ValueError(f"unknown corrector {kind!r}; available: {list(CORRECTORS)}")
-    m.attnkit_config = {"kind": kind, "dim": dim, "hidden": hidden, "dtype": str(dtype).split(".")[-1],
-                        **kwargs}
+    m.attnkit_config = {
+        "kind": kind,
+        "dim": dim,
+        "hidden": hidden,
+        "dtype": str(dtype).split(".")[-1],
+        **kwargs,
+    }
     return m
 
 
@@ -94,8 +104,14 @@ class TrainResult:
     out_dir: str | None = None
 
 
-def _prepare(solver: CorrectedSolver, system: ODESystem, traj: Tensor, data_fraction: float,
-             noise_std: float, seed: int) -> dict[str, Tensor]:
+def _prepare(
+    solver: CorrectedSolver,
+    system: ODESystem,
+    traj: Tensor,
+    data_fraction: float,
+    noise_std: float,
+    seed: int,
+) -> dict[str, Tensor]:
     if not 0.0 < data_fraction <= 1.0:
         raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
     if noise_std < 0:
@@ -104,13 +120,13 @@ def _prepare(solver: CorrectedSolver, system: ODESystem, traj: Tensor, data_frac
     n = traj.shape[1]
     keep = max(1, math.ceil(data_fraction * n))
     idx = torch.randperm(n, generator=g)[:keep].sort().values
-    traj = traj[:, idx].double()                                       # (T+1, N', d)
+    traj = traj[:, idx].double()  # (T+1, N', d)
     if noise_std > 0:
-        std = traj.reshape(-1, traj.shape[-1]).std(0)                   # (d,)
+        std = traj.reshape(-1, traj.shape[-1]).std(0)  # (d,)
         traj = traj + noise_std * std * torch.randn(traj.shape, generator=g, dtype=torch.float64)
     d = traj.shape[-1]
     dt = float(solver.trained_dt)
-    u = traj[:-1].reshape(-1, d)                                        # (M, d)
+    u = traj[:-1].reshape(-1, d)  # (M, d)
     nxt = traj[1:].reshape(-1, d)
     with torch.no_grad():
         f0 = system(0.0, u)
@@ -120,14 +136,31 @@ def _prepare(solver: CorrectedSolver, system: ODESystem, traj: Tensor, data_frac
     return {"u": u, "f0": f0, "inc": inc, "r": r, "traj_idx": idx}
 
 
-def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tensor,
-                    val_traj: Tensor | None = None, *, iterations: int = 20000, batch_size: int = 2048,
-                    lr: float = 1e-3, weight_decay: float = 0.0, schedule: str = "cosine",
-                    loss_scale: float = 1.0, data_fraction: float = 1.0, noise_std: float = 0.0,
-                    val_every: int = 1000, val_steps: int | None = None, seed: int = 0,
-                    out_dir: str | os.PathLike | None = None, resume: bool = False, ckpt_every: int | None = None,
-                    log=print, extra: dict | None = None, stop_after: int | None = None,
-                    compile: bool = False) -> TrainResult:
+def train_corrector(
+    solver: CorrectedSolver,
+    system: ODESystem,
+    train_traj: Tensor,
+    val_traj: Tensor | None = None,
+    *,
+    iterations: int = 20000,
+    batch_size: int = 2048,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    schedule: str = "cosine",
+    loss_scale: float = 1.0,
+    data_fraction: float = 1.0,
+    noise_std: float = 0.0,
+    val_every: int = 1000,
+    val_steps: int | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    ckpt_every: int | None = None,
+    log=print,
+    extra: dict | None = None,
+    stop_after: int | None = None,
+    compile: bool = False,
+) -> TrainResult:
     """Fit ``solver.corrector`` to one-step residuals ``r = u_{s+1} - Psi_h(u_s)`` of reference trajectories.
 
     Args:
@@ -180,10 +213,20 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    cfg = {"iterations": iterations, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-           "schedule": schedule, "loss_scale": loss_scale, "data_fraction": data_fraction,
-           "noise_std": noise_std, "val_every": val_every, "val_steps": val_steps, "seed": seed,
-           **(extra or {})}
+    cfg = {
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "loss_scale": loss_scale,
+        "data_fraction": data_fraction,
+        "noise_std": noise_std,
+        "val_every": val_every,
+        "val_steps": val_steps,
+        "seed": seed,
+        **(extra or {}),
+    }
     start, history = 0, []
     best_val, best_state = math.inf, None
     if resume:
@@ -193,14 +236,29 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
         corr.load_state_dict(ck["corrector_state"])
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["rng"])
-        start, history, best_val, best_state = ck["iteration"], ck["history"], ck["best_val"], ck["best_state"]
+        start, history, best_val, best_state = (
+            ck["iteration"],
+            ck["history"],
+            ck["best_val"],
+            ck["best_state"],
+        )
         log(f"resumed at iteration {start}")
 
     def meta(state: dict, it: int) -> dict:
-        return {"corrector_state": state, "corrector_config": getattr(corr, "attnkit_config", None),
-                "base": solver.base_name, "dt": dt, "insert": solver.insert, "scale": solver.scale,
-                "system": system.name, "constants": system.constants(), "config": cfg, "iteration": it,
-                "n_pairs": m, "train_traj_idx": data["traj_idx"].tolist()}
+        return {
+            "corrector_state": state,
+            "corrector_config": getattr(corr, "attnkit_config", None),
+            "base": solver.base_name,
+            "dt": dt,
+            "insert": solver.insert,
+            "scale": solver.scale,
+            "system": system.name,
+            "constants": system.constants(),
+            "config": cfg,
+            "iteration": it,
+            "n_pairs": m,
+            "train_traj_idx": data["traj_idx"].tolist(),
+        }
 
     def validate() -> dict:
         if val_traj is None:
@@ -208,9 +266,13 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
         n = val_traj.shape[0] - 1 if val_steps is None else val_steps
         pred = rollout(solver, system, val_traj[0].double(), n, dt)
         ref = val_traj[: n + 1].double()
-        return {"val_mse": trajectory_mse(pred, ref) if torch.isfinite(pred).all() else math.inf,
-                "val_mse_100": trajectory_mse(pred, ref, slice(1, 101)) if torch.isfinite(pred[:101]).all()
-                else math.inf, "val_blowup": blowup_rate(pred)}
+        return {
+            "val_mse": trajectory_mse(pred, ref) if torch.isfinite(pred).all() else math.inf,
+            "val_mse_100": trajectory_mse(pred, ref, slice(1, 101))
+            if torch.isfinite(pred[:101]).all()
+            else math.inf,
+            "val_blowup": blowup_rate(pred),
+        }
 
     def snapshot() -> dict:
         return {k: v.detach().clone() for k, v in corr.state_dict().items()}
@@ -233,15 +295,21 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
             raise FloatingPointError(
                 f"non-finite loss at iteration {it}"
                 + (" (the rational activation's denominator has a real root: a pole)" if pole else "")
-                + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else ""))
+                + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else "")
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss_v = float(loss.detach())
         done = it + 1
         if done % val_every == 0 or done == iterations or (stop_after is not None and done == stop_after):
-            rec = {"iteration": done, "loss": loss_v, "lr": opt.param_groups[0]["lr"],
-                   "seconds": time.time() - t0, **validate()}
+            rec = {
+                "iteration": done,
+                "loss": loss_v,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.time() - t0,
+                **validate(),
+            }
             history.append(rec)
             v = rec.get("val_mse", -done)
             if v < best_val or best_state is None:
@@ -250,8 +318,14 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
             if out is not None:
                 with open(out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
-                ck = {**meta(snapshot(), done), "optimizer": opt.state_dict(), "rng": gen.get_state(),
-                      "history": history, "best_val": best_val, "best_state": best_state}
+                ck = {
+                    **meta(snapshot(), done),
+                    "optimizer": opt.state_dict(),
+                    "rng": gen.get_state(),
+                    "history": history,
+                    "best_val": best_val,
+                    "best_state": best_state,
+                }
                 atomic_torch_save(ck, out / "last.pt")
                 atomic_torch_save({**meta(best_state, done), "val_mse": best_val}, out / "best.pt")
         if stop_after is not None and done >= stop_after and done < iterations:
@@ -261,8 +335,9 @@ def train_corrector(solver: CorrectedSolver, system: ODESystem, train_traj: Tens
     if out is not None and it + 1 == iterations:
         atomic_torch_save({**meta(final_state, iterations), "val_mse": final_val}, out / "final.pt")
     corr.load_state_dict(best_state if best_state is not None else final_state)
-    return TrainResult(solver, best_state, final_state, best_val, final_val, history, m,
-                       str(out) if out else None)
+    return TrainResult(
+        solver, best_state, final_state, best_val, final_val, history, m, str(out) if out else None
+    )
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[CorrectedSolver, ODESystem, dict]:
@@ -279,7 +354,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[CorrectedSolver, ODESystem
     dtype = getattr(torch, cfg.pop("dtype", "float32"))
     corr = build_corrector(kind, dim, hidden=hidden, dtype=dtype, **cfg)
     corr.load_state_dict(ck["corrector_state"])
-    solver = CorrectedSolver(get_solver(ck["base"]), corr, dt=ck["dt"], insert=ck["insert"], scale=ck["scale"])
-    system = create_system(ck["system"], **({} if ck["system"] != "spring_chain" else
-                                            {"k": tuple(ck["constants"]["k"]), "m": tuple(ck["constants"]["m"])}))
+    solver = CorrectedSolver(
+        get_solver(ck["base"]), corr, dt=ck["dt"], insert=ck["insert"], scale=ck["scale"]
+    )
+    system = create_system(
+        ck["system"],
+        **(
+            {}
+            if ck["system"] != "spring_chain"
+            else {"k": tuple(ck["constants"]["k"]), "m": tuple(ck["constants"]["m"])}
+        ),
+    )
     return solver, system, ck

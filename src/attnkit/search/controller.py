@@ -57,8 +57,18 @@ class SchemePolicy(nn.Module):
         See the module docstring (factorised policy stated explicitly, no tanh clip by default).
     """
 
-    def __init__(self, num_blocks: int, *, parametrization: str = "mlp", input_size: int = 20, hidden_size: int = 50,
-                 temperature: float = 5.0, logit_clip: float | None = None, device=None, dtype=None):
+    def __init__(
+        self,
+        num_blocks: int,
+        *,
+        parametrization: str = "mlp",
+        input_size: int = 20,
+        hidden_size: int = 50,
+        temperature: float = 5.0,
+        logit_clip: float | None = None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if int(num_blocks) < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
@@ -155,8 +165,9 @@ class RNDBonus(nn.Module):
     def __init__(self, num_blocks: int, hidden: int = 32, out_per_block: int = 4):
         super().__init__()
         L, out = int(num_blocks), int(out_per_block) * int(num_blocks)
-        self.target = nn.Sequential(nn.Linear(L, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                    nn.Linear(hidden, out))
+        self.target = nn.Sequential(
+            nn.Linear(L, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out)
+        )
         self.predictor = nn.Sequential(nn.Linear(L, hidden), nn.ReLU(), nn.Linear(hidden, out))
         for p in self.target.parameters():
             p.requires_grad_(False)

@@ -39,7 +39,15 @@ from .._io import atomic_write_csv, atomic_write_text
 from .controller import RNDBonus, SchemePolicy
 from .scheme import ConnectionScheme
 
-__all__ = ["SearchConfig", "StepRecord", "SampleRecord", "SearchResult", "EANSearch", "on_policy_loss", "replay_loss"]
+__all__ = [
+    "SearchConfig",
+    "StepRecord",
+    "SampleRecord",
+    "SearchResult",
+    "EANSearch",
+    "on_policy_loss",
+    "replay_loss",
+]
 
 
 @dataclass
@@ -174,25 +182,46 @@ class SearchResult:
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (schemes as canonical strings)."""
         s = lambda x: None if x is None else str(x)  # noqa: E731
-        return {"scheme": s(self.scheme), "select": self.select, "mode_scheme": s(self.mode_scheme),
-                "best_scheme": s(self.best_scheme), "best_reward": self.best_reward,
-                "last_scheme": s(self.last_scheme), "steps": len(self.history),
-                "evaluations": len(self.samples),
-                "distinct_schemes": len({r.scheme for r in self.samples}),
-                "num_connected": self.scheme.num_connected, "num_blocks": self.scheme.num_blocks,
-                "sparsity": self.scheme.sparsity}
+        return {
+            "scheme": s(self.scheme),
+            "select": self.select,
+            "mode_scheme": s(self.mode_scheme),
+            "best_scheme": s(self.best_scheme),
+            "best_reward": self.best_reward,
+            "last_scheme": s(self.last_scheme),
+            "steps": len(self.history),
+            "evaluations": len(self.samples),
+            "distinct_schemes": len({r.scheme for r in self.samples}),
+            "num_connected": self.scheme.num_connected,
+            "num_blocks": self.scheme.num_blocks,
+            "sparsity": self.scheme.sparsity,
+        }
 
     def save(self, run_dir: str | os.PathLike) -> None:
         """Write ``search_log.csv``, ``search_samples.csv``, ``search_samples.jsonl`` and ``result.json``
         (each atomically) into ``run_dir``."""
         d = Path(run_dir)
         d.mkdir(parents=True, exist_ok=True)
-        step_cols = ["step", "loss", "replay_loss", "baseline", "reward", "scheme", "accuracy", "sparsity",
-                     "rnd_bonus", "mean_action_prob"]
-        atomic_write_csv(d / "search_log.csv", step_cols, [{k: getattr(r, k) for k in step_cols} for r in self.history])
+        step_cols = [
+            "step",
+            "loss",
+            "replay_loss",
+            "baseline",
+            "reward",
+            "scheme",
+            "accuracy",
+            "sparsity",
+            "rnd_bonus",
+            "mean_action_prob",
+        ]
+        atomic_write_csv(
+            d / "search_log.csv", step_cols, [{k: getattr(r, k) for k in step_cols} for r in self.history]
+        )
         samp_cols = [f.name for f in fields(SampleRecord)]
         atomic_write_csv(d / "search_samples.csv", samp_cols, [asdict(r) for r in self.samples])
-        atomic_write_text(d / "search_samples.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.samples))
+        atomic_write_text(
+            d / "search_samples.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.samples)
+        )
         atomic_write_text(d / "result.json", json.dumps(self.summary(), indent=2) + "\n")
 
 
@@ -205,8 +234,14 @@ def on_policy_loss(log_probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
     return -(adv.to(log_probs.dtype) * log_probs.sum(1)).mean()
 
 
-def replay_loss(log_probs: torch.Tensor, old_probs: torch.Tensor, adv: torch.Tensor, *, clip: float = 0.1,
-                weight: float = 0.1) -> torch.Tensor:
+def replay_loss(
+    log_probs: torch.Tensor,
+    old_probs: torch.Tensor,
+    adv: torch.Tensor,
+    *,
+    clip: float = 0.1,
+    weight: float = 0.1,
+) -> torch.Tensor:
     """Clipped-ratio replay loss of the official code: ``−weight · min(S1, S2)`` with
     ``S1 = (1/K) Σ ρ·log π·adv``, ``S2`` the same with ρ clamped to ``[1−clip, 1+clip]``, ρ detached.
 
@@ -244,8 +279,12 @@ class EANSearch:
         policy dtype (fp32).
     """
 
-    def __init__(self, evaluator: Callable[[ConnectionScheme], float], blocks_per_stage: Sequence[int],
-                 config: SearchConfig | None = None):
+    def __init__(
+        self,
+        evaluator: Callable[[ConnectionScheme], float],
+        blocks_per_stage: Sequence[int],
+        config: SearchConfig | None = None,
+    ):
         self.config = cfg = config or SearchConfig()
         cfg.validate()
         self.evaluator = evaluator
@@ -254,8 +293,9 @@ class EANSearch:
         self.num_blocks = L
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.policy = SchemePolicy(L, parametrization=cfg.parametrization, temperature=cfg.temperature,
-                                       logit_clip=cfg.logit_clip)
+            self.policy = SchemePolicy(
+                L, parametrization=cfg.parametrization, temperature=cfg.temperature, logit_clip=cfg.logit_clip
+            )
             self.rnd = RNDBonus(L, cfg.rnd_hidden, cfg.rnd_out_per_block) if cfg.rnd else None
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr)
         self.rnd_opt = torch.optim.Adam(self.rnd.predictor.parameters(), lr=cfg.rnd_lr) if self.rnd else None
@@ -304,7 +344,9 @@ class EANSearch:
         bonus = float(bonus_t.detach()) if bonus_t is not None else 0.0
         bonused = rewards + bonus
         m = float(bonused.mean())
-        self.baseline = m if self.baseline is None else cfg.ema_decay * self.baseline + (1 - cfg.ema_decay) * m
+        self.baseline = (
+            m if self.baseline is None else cfg.ema_decay * self.baseline + (1 - cfg.ema_decay) * m
+        )
         adv = (bonused - self.baseline).to(log_probs.dtype)  # (K,)
 
         loss = on_policy_loss(log_probs, adv)
@@ -332,18 +374,28 @@ class EANSearch:
             self.policy_opt.step()
             rloss = float(rl.detach())
 
-        rec = StepRecord(step=t, loss=float(loss.detach()), replay_loss=rloss, baseline=float(self.baseline),
-                         reward=raw[0], scheme=str(schemes[0]), accuracy=accs[0], sparsity=schemes[0].sparsity,
-                         rnd_bonus=bonus, mean_action_prob=float(q.mean()),
-                         rewards=[float(r) for r in raw],
-                         connect_probs=[round(float(p), 6) for p in self.policy.connect_probs().detach()])
+        rec = StepRecord(
+            step=t,
+            loss=float(loss.detach()),
+            replay_loss=rloss,
+            baseline=float(self.baseline),
+            reward=raw[0],
+            scheme=str(schemes[0]),
+            accuracy=accs[0],
+            sparsity=schemes[0].sparsity,
+            rnd_bonus=bonus,
+            mean_action_prob=float(q.mean()),
+            rewards=[float(r) for r in raw],
+            connect_probs=[round(float(p), 6) for p in self.policy.connect_probs().detach()],
+        )
         self.history.append(rec)
         self.t += 1
         return rec
 
     # ------------------------------------------------------------------ loop and result
-    def run(self, steps: int | None = None, callback: Callable[[EANSearch, StepRecord], None] | None = None
-            ) -> SearchResult:
+    def run(
+        self, steps: int | None = None, callback: Callable[[EANSearch, StepRecord], None] | None = None
+    ) -> SearchResult:
         """Run until ``steps`` (default ``config.steps``) steps are done in total, then return the result.
 
         ``callback(search, record)`` is called after every step (progress, checkpoints).
@@ -367,22 +419,31 @@ class EANSearch:
             if r.reward > best_r:
                 best, best_r = r.scheme, r.reward
         best_s = ConnectionScheme.parse(best, self.blocks_per_stage) if best is not None else None
-        last = ConnectionScheme.parse(self.history[-1].scheme, self.blocks_per_stage) if self.history else None
+        last = (
+            ConnectionScheme.parse(self.history[-1].scheme, self.blocks_per_stage) if self.history else None
+        )
         chosen = {"mode": mode, "best": best_s, "last": last}[self.config.select] or mode
-        return SearchResult(chosen, mode, best_s, best_r, last, list(self.history), list(self.samples),
-                            self.config.select)
+        return SearchResult(
+            chosen, mode, best_s, best_r, last, list(self.history), list(self.samples), self.config.select
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume bit-exactly: policy, RND, both Adam states, buffer, baseline,
         sampler RNG, cache, logs."""
         return {
-            "config": asdict(self.config), "blocks_per_stage": self.blocks_per_stage, "t": self.t,
-            "policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict(),
+            "config": asdict(self.config),
+            "blocks_per_stage": self.blocks_per_stage,
+            "t": self.t,
+            "policy": self.policy.state_dict(),
+            "policy_opt": self.policy_opt.state_dict(),
             "rnd": self.rnd.state_dict() if self.rnd else None,
             "rnd_opt": self.rnd_opt.state_dict() if self.rnd_opt else None,
-            "generator": self.generator.get_state(), "baseline": self.baseline,
-            "buffer": [tuple(x.clone() for x in e) for e in self.buffer], "cache": dict(self.cache),
-            "history": [asdict(r) for r in self.history], "samples": [asdict(r) for r in self.samples],
+            "generator": self.generator.get_state(),
+            "baseline": self.baseline,
+            "buffer": [tuple(x.clone() for x in e) for e in self.buffer],
+            "cache": dict(self.cache),
+            "history": [asdict(r) for r in self.history],
+            "samples": [asdict(r) for r in self.samples],
             "num_evaluations": self.num_evaluations,
         }
 
@@ -393,8 +454,10 @@ class EANSearch:
             ValueError: the state belongs to a model with different ``blocks_per_stage``.
         """
         if tuple(state["blocks_per_stage"]) != self.blocks_per_stage:
-            raise ValueError(f"search state has blocks_per_stage {tuple(state['blocks_per_stage'])}, "
-                             f"this search has {self.blocks_per_stage}")
+            raise ValueError(
+                f"search state has blocks_per_stage {tuple(state['blocks_per_stage'])}, "
+                f"this search has {self.blocks_per_stage}"
+            )
         self.policy.load_state_dict(state["policy"])
         self.policy_opt.load_state_dict(state["policy_opt"])
         if self.rnd is not None and state.get("rnd") is not None:
@@ -408,4 +471,3 @@ class EANSearch:
         self.history = [StepRecord(**r) for r in state["history"]]
         self.samples = [SampleRecord(**r) for r in state["samples"]]
         self.num_evaluations = int(state.get("num_evaluations", 0))
-

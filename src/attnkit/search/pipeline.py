@@ -124,19 +124,30 @@ def build_search_data(cfg: PipelineConfig):
     """
     from ..data import TensorAugment, TensorImageDataset, build
 
-    bundle = build(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_subset, seed=cfg.seed,
-                   **({"test_subset": cfg.test_subset} if cfg.test_subset else {}))
+    bundle = build(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        train_subset=cfg.train_subset,
+        seed=cfg.seed,
+        **({"test_subset": cfg.test_subset} if cfg.test_subset else {}),
+    )
     tr = bundle.train
     train_idx, hold_idx = holdout_split(tr.targets, cfg.holdout_per_class)
     ti, hi = torch.tensor(train_idx), torch.tensor(hold_idx)
     train_ds = TensorImageDataset(tr.images[ti], tr.labels[ti], transform=tr.transform)
-    hold_ds = TensorImageDataset(tr.images[hi], tr.labels[hi], transform=TensorAugment(bundle.mean, bundle.std,
-                                                                                       augment=False))
+    hold_ds = TensorImageDataset(
+        tr.images[hi], tr.labels[hi], transform=TensorAugment(bundle.mean, bundle.std, augment=False)
+    )
     return bundle, train_ds, hold_ds
 
 
-def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str = "",
-                extra: dict[str, tuple[int, float]] | None = None) -> list[Path]:
+def plot_search(
+    result: SearchResult,
+    run_dir: str | os.PathLike,
+    *,
+    title: str = "",
+    extra: dict[str, tuple[int, float]] | None = None,
+) -> list[Path]:
     """Write ``search_reward.png`` (raw reward of every sample, step mean, baseline) and
     ``accuracy_vs_connected.png`` (held-out accuracy vs number of connected blocks, with the selected
     scheme marked, and ``extra`` = {label: (connected blocks, accuracy)} as squares) into ``run_dir``.
@@ -152,8 +163,13 @@ def plot_search(result: SearchResult, run_dir: str | os.PathLike, *, title: str 
         return paths
     steps = [r.step for r in result.history]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([s.step for s in result.samples], [s.reward for s in result.samples], s=6, alpha=0.35,
-               label="sampled schemes (raw reward)")
+    ax.scatter(
+        [s.step for s in result.samples],
+        [s.reward for s in result.samples],
+        s=6,
+        alpha=0.35,
+        label="sampled schemes (raw reward)",
+    )
     ax.plot(steps, [sum(r.rewards) / len(r.rewards) for r in result.history], lw=1.2, label="step mean")
     ax.plot(steps, [r.baseline for r in result.history], lw=1.2, ls="--", label="baseline (incl. RND bonus)")
     ax.set_xlabel("search step")
@@ -197,15 +213,33 @@ def retrain(cfg: PipelineConfig, scheme: ConnectionScheme | str, run_dir: str | 
     """
     from ..train import TrainConfig, fit
 
-    tc = TrainConfig(model=cfg.model, attn=cfg.attn, attn_kwargs=cfg.attn_kwargs or {}, sharing=cfg.sharing,
-                     scheme=str(scheme), model_kwargs=dict(cfg.model_kwargs), dataset=cfg.dataset,
-                     data_dir=cfg.data_dir or "data", train_subset=cfg.train_subset, test_subset=cfg.test_subset,
-                     epochs=cfg.retrain_epochs, batch_size=cfg.batch_size, lr=cfg.retrain_lr,
-                     momentum=cfg.momentum, weight_decay=cfg.weight_decay, scheduler=cfg.retrain_scheduler,
-                     milestones=list(cfg.retrain_milestones), seed=cfg.seed, out_dir=str(Path(run_dir).parent),
-                     run_name=Path(run_dir).name, resume="auto", workers=0, accelerator="cpu"
-                     if cfg.device == "cpu" else "auto", progress="lines" if cfg.progress else "none",
-                     **cfg.retrain_overrides)
+    tc = TrainConfig(
+        model=cfg.model,
+        attn=cfg.attn,
+        attn_kwargs=cfg.attn_kwargs or {},
+        sharing=cfg.sharing,
+        scheme=str(scheme),
+        model_kwargs=dict(cfg.model_kwargs),
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir or "data",
+        train_subset=cfg.train_subset,
+        test_subset=cfg.test_subset,
+        epochs=cfg.retrain_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.retrain_lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        scheduler=cfg.retrain_scheduler,
+        milestones=list(cfg.retrain_milestones),
+        seed=cfg.seed,
+        out_dir=str(Path(run_dir).parent),
+        run_name=Path(run_dir).name,
+        resume="auto",
+        workers=0,
+        accelerator="cpu" if cfg.device == "cpu" else "auto",
+        progress="lines" if cfg.progress else "none",
+        **cfg.retrain_overrides,
+    )
     return fit(tc)
 
 
@@ -230,8 +264,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
-        keys = ("model", "attn", "attn_kwargs", "sharing", "model_kwargs", "dataset", "train_subset",
-                "holdout_per_class", "seed")
+        keys = (
+            "model",
+            "attn",
+            "attn_kwargs",
+            "sharing",
+            "model_kwargs",
+            "dataset",
+            "train_subset",
+            "holdout_per_class",
+            "seed",
+        )
         diff = [k for k in keys if old.get(k) != json.loads(json.dumps(cfg.to_dict()))[k]]
         if diff:
             raise ValueError(f"run folder {out} holds a search with different {diff}; use another --out")
@@ -243,21 +286,46 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     bundle, train_ds, hold_ds = build_search_data(cfg)
     from ..data import TensorImageDataset, TrainSampler
 
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=TrainSampler(len(train_ds), seed=cfg.seed),
-                              drop_last=True)
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        sampler=TrainSampler(len(train_ds), seed=cfg.seed),
+        drop_last=True,
+    )
     hold_loader = DataLoader(hold_ds, batch_size=cfg.eval_batch_size, shuffle=False)
-    log(f"[search] {bundle.name}: supernet train {len(train_ds)} images, held-out {len(hold_ds)} "
-        f"({cfg.holdout_per_class}/class), {bundle.num_classes} classes, in_chans {bundle.in_chans}")
-    model = create_model(cfg.model, num_classes=bundle.num_classes, in_chans=bundle.in_chans, attn=cfg.attn,
-                         attn_kwargs=cfg.attn_kwargs, sharing=cfg.sharing, **cfg.model_kwargs)
+    log(
+        f"[search] {bundle.name}: supernet train {len(train_ds)} images, held-out {len(hold_ds)} "
+        f"({cfg.holdout_per_class}/class), {bundle.num_classes} classes, in_chans {bundle.in_chans}"
+    )
+    model = create_model(
+        cfg.model,
+        num_classes=bundle.num_classes,
+        in_chans=bundle.in_chans,
+        attn=cfg.attn,
+        attn_kwargs=cfg.attn_kwargs,
+        sharing=cfg.sharing,
+        **cfg.model_kwargs,
+    )
     bps = model.blocks_per_stage
 
     # ---- phase 1: supernet
     t0 = time.time()
-    train_supernet(model, train_loader, epochs=cfg.supernet_epochs, lr=cfg.supernet_lr, momentum=cfg.momentum,
-                   weight_decay=cfg.weight_decay, lr_schedule=cfg.supernet_schedule, p=cfg.supernet_p,
-                   seed=cfg.seed, run_dir=out, holdout_loader=hold_loader, device=cfg.device,
-                   max_batches=cfg.max_batches, progress=cfg.progress)
+    train_supernet(
+        model,
+        train_loader,
+        epochs=cfg.supernet_epochs,
+        lr=cfg.supernet_lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        lr_schedule=cfg.supernet_schedule,
+        p=cfg.supernet_p,
+        seed=cfg.seed,
+        run_dir=out,
+        holdout_loader=hold_loader,
+        device=cfg.device,
+        max_batches=cfg.max_batches,
+        progress=cfg.progress,
+    )
     summary["supernet_seconds"] = round(time.time() - t0, 1)
 
     # ---- phase 2: search on the frozen supernet
@@ -265,10 +333,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     calib = None
     if cfg.bn_calibration_batches > 0:
         calib_ds = TensorImageDataset(train_ds.images, train_ds.labels, transform=hold_ds.transform)
-        calib = DataLoader(calib_ds, batch_size=cfg.batch_size,
-                           sampler=TrainSampler(len(calib_ds), seed=cfg.seed + 1))
-    evaluator = HoldoutEvaluator(model, hold_loader, device=cfg.device, cache=True, bn_calibration=calib,
-                                 bn_calibration_batches=max(cfg.bn_calibration_batches, 1))
+        calib = DataLoader(
+            calib_ds, batch_size=cfg.batch_size, sampler=TrainSampler(len(calib_ds), seed=cfg.seed + 1)
+        )
+    evaluator = HoldoutEvaluator(
+        model,
+        hold_loader,
+        device=cfg.device,
+        cache=True,
+        bn_calibration=calib,
+        bn_calibration_batches=max(cfg.bn_calibration_batches, 1),
+    )
     for name in ("full", "empty"):
         summary[f"supernet_holdout_top1_{name}"] = evaluator(name)
     search = EANSearch(evaluator, bps, cfg.search)
@@ -285,9 +360,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             save_state()
             s.result().save(out)
         if cfg.progress and (rec.step % 10 == 0 or s.t == cfg.search.steps):
-            log(f"[search] step {rec.step + 1}/{cfg.search.steps} scheme {rec.scheme} acc {rec.accuracy:.2f} "
+            log(
+                f"[search] step {rec.step + 1}/{cfg.search.steps} scheme {rec.scheme} acc {rec.accuracy:.2f} "
                 f"reward {rec.reward:.3f} baseline {rec.baseline:.3f} bonus {rec.rnd_bonus:.3f} "
-                f"p(action) {rec.mean_action_prob:.3f} distinct evals {evaluator.num_evaluations}")
+                f"p(action) {rec.mean_action_prob:.3f} distinct evals {evaluator.num_evaluations}"
+            )
 
     result = search.run(callback=callback)
     save_state()
@@ -303,10 +380,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         s = ConnectionScheme.coerce(name, bps)
         summary["extra_schemes"][name] = {"scheme": str(s), "holdout_top1": evaluator(s)}
         marks[f"{name} ({s})"] = (s.num_connected, summary["extra_schemes"][name]["holdout_top1"])
-    plot_search(result, out, title=f"EAN search: {cfg.model} + shared {cfg.attn} on {bundle.name}", extra=marks)
-    log(f"[search] selected ({cfg.search.select}) scheme={result.scheme} "
+    plot_search(
+        result, out, title=f"EAN search: {cfg.model} + shared {cfg.attn} on {bundle.name}", extra=marks
+    )
+    log(
+        f"[search] selected ({cfg.search.select}) scheme={result.scheme} "
         f"({result.scheme.num_connected}/{result.scheme.num_blocks} connected); mode {result.mode_scheme}, "
-        f"best {result.best_scheme}")
+        f"best {result.best_scheme}"
+    )
 
     # ---- phase 3: retrain from scratch
     if cfg.retrain_epochs > 0:
@@ -329,4 +410,3 @@ def _jsonable(x: Any) -> Any:
         if hasattr(x, "__dict__"):
             return _jsonable({k: v for k, v in vars(x).items() if not k.startswith("_")})
         return str(x)
-

@@ -27,7 +27,14 @@ import torch
 
 from ..models._scheme import parse_scheme
 
-__all__ = ["ConnectionScheme", "EAN_SCHEMES", "SCHEME_ALIASES", "official_scheme", "resolve_scheme", "list_schemes"]
+__all__ = [
+    "ConnectionScheme",
+    "EAN_SCHEMES",
+    "SCHEME_ALIASES",
+    "official_scheme",
+    "resolve_scheme",
+    "list_schemes",
+]
 
 
 def _bps(blocks_per_stage: Sequence[int]) -> tuple[int, ...]:
@@ -60,7 +67,9 @@ class ConnectionScheme:
     def __post_init__(self) -> None:
         st = tuple(tuple(bool(b) for b in row) for row in self.stages)
         if not st or any(len(row) == 0 for row in st):
-            raise ValueError(f"a connection scheme needs at least one stage and no empty stage, got {self.stages!r}")
+            raise ValueError(
+                f"a connection scheme needs at least one stage and no empty stage, got {self.stages!r}"
+            )
         object.__setattr__(self, "stages", st)
 
     # ------------------------------------------------------------------ constructors
@@ -81,13 +90,19 @@ class ConnectionScheme:
             raise ValueError(f"scheme text must be a str, got {type(text).__name__}")
         bad = sorted({ch for ch in text if ch not in "01|"})
         if bad or not text:
-            raise ValueError(f"scheme {text!r} may contain only '0', '1' and '|' (illegal: {bad or 'empty string'})")
+            raise ValueError(
+                f"scheme {text!r} may contain only '0', '1' and '|' (illegal: {bad or 'empty string'})"
+            )
         if "|" not in text:
             if blocks_per_stage is None:
-                raise ValueError(f"the bar-less scheme {text!r} needs blocks_per_stage to be split into stages")
+                raise ValueError(
+                    f"the bar-less scheme {text!r} needs blocks_per_stage to be split into stages"
+                )
             bps = _bps(blocks_per_stage)
             if len(text) != sum(bps):
-                raise ValueError(f"flat scheme {text!r} has {len(text)} bits but blocks_per_stage {bps} needs {sum(bps)}")
+                raise ValueError(
+                    f"flat scheme {text!r} has {len(text)} bits but blocks_per_stage {bps} needs {sum(bps)}"
+                )
             rows, i = [], 0
             for b in bps:
                 rows.append(tuple(ch == "1" for ch in text[i : i + b]))
@@ -148,11 +163,15 @@ class ConnectionScheme:
         bps = _bps(blocks_per_stage)
         codes = tuple(int(c) for c in codes)
         if len(codes) != len(bps):
-            raise ValueError(f"{len(codes)} integer code(s) given but blocks_per_stage {bps} has {len(bps)} stages")
+            raise ValueError(
+                f"{len(codes)} integer code(s) given but blocks_per_stage {bps} has {len(bps)} stages"
+            )
         rows = []
         for i, (c, b) in enumerate(zip(codes, bps)):
             if not 0 <= c < 2**b:
-                raise ValueError(f"integer code {c} of stage {i + 1} must lie in [0, {2**b}) for a stage of {b} blocks")
+                raise ValueError(
+                    f"integer code {c} of stage {i + 1} must lie in [0, {2**b}) for a stage of {b} blocks"
+                )
             rows.append(tuple(ch == "1" for ch in format(c, f"0{b}b")))
         return cls(tuple(rows))
 
@@ -180,8 +199,9 @@ class ConnectionScheme:
         return cls(tuple((i in sel,) * b for i, b in enumerate(bps)))
 
     @classmethod
-    def random(cls, blocks_per_stage: Sequence[int], p: float = 0.5,
-               generator: torch.Generator | None = None) -> ConnectionScheme:
+    def random(
+        cls, blocks_per_stage: Sequence[int], p: float = 0.5, generator: torch.Generator | None = None
+    ) -> ConnectionScheme:
         """One independent Bernoulli(p) bit per block (the EAN supernet's per-batch draw).
 
         Raises:

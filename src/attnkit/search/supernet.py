@@ -34,8 +34,14 @@ from torch import nn
 from .._io import atomic_torch_save
 from .scheme import ConnectionScheme
 
-__all__ = ["holdout_split", "scheme_override", "SupernetWrapper", "train_supernet", "HoldoutEvaluator",
-           "evaluate_top1"]
+__all__ = [
+    "holdout_split",
+    "scheme_override",
+    "SupernetWrapper",
+    "train_supernet",
+    "HoldoutEvaluator",
+    "evaluate_top1",
+]
 
 
 def holdout_split(targets: Sequence[int], per_class: int) -> tuple[list[int], list[int]]:
@@ -60,8 +66,10 @@ def holdout_split(targets: Sequence[int], per_class: int) -> tuple[list[int], li
         counts[t] = counts.get(t, 0) + 1
     small = sorted(c for c, n in counts.items() if n <= per_class)
     if small:
-        raise ValueError(f"class(es) {small} have <= {per_class} samples; lower per_class "
-                         f"(counts: {dict(sorted((c, counts[c]) for c in small))})")
+        raise ValueError(
+            f"class(es) {small} have <= {per_class} samples; lower per_class "
+            f"(counts: {dict(sorted((c, counts[c]) for c in small))})"
+        )
     seen: dict[int, int] = {}
     train_idx, hold_idx = [], []
     for i, t in enumerate(tg):
@@ -119,11 +127,18 @@ class SupernetWrapper(nn.Module):
         EAN (arXiv:2011.14058), official supernet script.
     """
 
-    def __init__(self, model: nn.Module, p: float = 0.5, generator: torch.Generator | None = None,
-                 eval_scheme: Any = "full"):
+    def __init__(
+        self,
+        model: nn.Module,
+        p: float = 0.5,
+        generator: torch.Generator | None = None,
+        eval_scheme: Any = "full",
+    ):
         super().__init__()
         if not hasattr(model, "set_scheme"):
-            raise ValueError(f"{type(model).__name__} has no set_scheme(); build it with attnkit.create_model")
+            raise ValueError(
+                f"{type(model).__name__} has no set_scheme(); build it with attnkit.create_model"
+            )
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"p must lie in [0, 1], got {p}")
         self.model = model
@@ -157,8 +172,9 @@ def _top1_loss(model: nn.Module, batches: Iterable, device: torch.device | str) 
     return 100.0 * correct / n, loss / n
 
 
-def evaluate_top1(model: nn.Module, loader: Iterable, scheme=None, device: str | torch.device = "cpu"
-                  ) -> tuple[float, float]:
+def evaluate_top1(
+    model: nn.Module, loader: Iterable, scheme=None, device: str | torch.device = "cpu"
+) -> tuple[float, float]:
     """Top-1 (%) and mean cross-entropy of ``model`` under ``scheme`` (None = its current scheme), in
     eval mode without gradients."""
     was = model.training
@@ -173,11 +189,23 @@ def evaluate_top1(model: nn.Module, loader: Iterable, scheme=None, device: str |
         model.train(was)
 
 
-def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr: float = 0.1,
-                   momentum: float = 0.9, weight_decay: float = 1e-4, lr_schedule: str = "constant",
-                   p: float = 0.5, seed: int = 0, run_dir: str | os.PathLike | None = None,
-                   holdout_loader: Iterable | None = None, device: str | torch.device = "cpu",
-                   max_batches: int | None = None, progress: bool = True) -> nn.Module:
+def train_supernet(
+    model: nn.Module,
+    train_loader: Iterable,
+    *,
+    epochs: int,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    lr_schedule: str = "constant",
+    p: float = 0.5,
+    seed: int = 0,
+    run_dir: str | os.PathLike | None = None,
+    holdout_loader: Iterable | None = None,
+    device: str | torch.device = "cpu",
+    max_batches: int | None = None,
+    progress: bool = True,
+) -> nn.Module:
     """Train the weight-sharing supernet: SGD, one random scheme per mini-batch (EAN step 1).
 
     Resumable: with ``run_dir`` the state (model, optimizer, scheduler, scheme RNG, log) is saved
@@ -219,7 +247,11 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
     net = SupernetWrapper(model, p=p, generator=gen)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda e: 1.0) if lr_schedule == "constant" else (lambda e: 0.5 * (1 + math.cos(math.pi * e / max(epochs, 1)))))
+        opt,
+        (lambda e: 1.0)
+        if lr_schedule == "constant"
+        else (lambda e: 0.5 * (1 + math.cos(math.pi * e / max(epochs, 1)))),
+    )
     start = 0
     ckpt = Path(run_dir) / "supernet.pt" if run_dir is not None else None
     if ckpt is not None:
@@ -241,7 +273,12 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
         torch.manual_seed(int(seed) * 7919 + epoch * 1_000_003 + 1)
         net.train()
         t0, tot, correct, loss_sum = time.time(), 0, 0, 0.0
-        it = tqdm(train_loader, desc=f"supernet {epoch + 1}/{epochs}", leave=False, disable=None if progress else True)  # no bar off a TTY
+        it = tqdm(
+            train_loader,
+            desc=f"supernet {epoch + 1}/{epochs}",
+            leave=False,
+            disable=None if progress else True,
+        )  # no bar off a TTY
         for bi, (x, y) in enumerate(it):
             if max_batches is not None and bi >= max_batches:
                 break
@@ -255,17 +292,32 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
             correct += int((out.argmax(1) == y).sum())
             tot += y.numel()
         sched.step()
-        rec: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
-                               "train_loss": loss_sum / max(tot, 1), "train_top1": 100.0 * correct / max(tot, 1),
-                               "seconds": round(time.time() - t0, 2)}
+        rec: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(tot, 1),
+            "train_top1": 100.0 * correct / max(tot, 1),
+            "seconds": round(time.time() - t0, 2),
+        }
         if holdout_loader is not None:
             rec["holdout_top1_full"], _ = evaluate_top1(model, holdout_loader, "full", device)
             rec["holdout_top1_empty"], _ = evaluate_top1(model, holdout_loader, "empty", device)
         if progress:
-            print("[supernet] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            print(
+                "[supernet] "
+                + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
+            )
         if ckpt is not None:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1}, ckpt)
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "epoch": epoch + 1,
+                },
+                ckpt,
+            )
             with open(ckpt.parent / "supernet_log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
     model.eval()
@@ -273,10 +325,17 @@ def train_supernet(model: nn.Module, train_loader: Iterable, *, epochs: int, lr:
 
 
 @contextlib.contextmanager
-def _recalibrated_bn(model: nn.Module, scheme: ConnectionScheme, batches: Sequence[torch.Tensor]) -> Iterator[None]:
+def _recalibrated_bn(
+    model: nn.Module, scheme: ConnectionScheme, batches: Sequence[torch.Tensor]
+) -> Iterator[None]:
     """Re-estimate BN running statistics under ``scheme`` (cumulative average), restore them on exit."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    saved = [
+        (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+        for m in bns
+    ]
     was = model.training
     try:
         for m in bns:
@@ -323,9 +382,17 @@ class HoldoutEvaluator:
         ValueError: (call) a malformed scheme or an empty loader.
     """
 
-    def __init__(self, model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu",
-                 cache: bool = True, preload: bool = True, bn_calibration: Iterable | None = None,
-                 bn_calibration_batches: int = 10):
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: Iterable,
+        *,
+        device: str | torch.device = "cpu",
+        cache: bool = True,
+        preload: bool = True,
+        bn_calibration: Iterable | None = None,
+        bn_calibration_batches: int = 10,
+    ):
         self.model = model.to(device)
         self.device = device
         self.cache_enabled = cache

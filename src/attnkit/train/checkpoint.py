@@ -20,13 +20,32 @@ import torch
 
 from .config import MODEL_FIELDS, config_diff
 
-__all__ = ["CHECKPOINT_KEYS", "rng_state", "set_rng_state", "read_checkpoint", "check_compatible",
-           "make_state", "CheckpointError"]
+__all__ = [
+    "CHECKPOINT_KEYS",
+    "rng_state",
+    "set_rng_state",
+    "read_checkpoint",
+    "check_compatible",
+    "make_state",
+    "CheckpointError",
+]
 
 logger = logging.getLogger("attnkit.train")
 
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step", "best_metric", "best_epoch",
-                   "metric_name", "config", "rng", "attnkit_version", "torch_version")
+CHECKPOINT_KEYS = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "global_step",
+    "best_metric",
+    "best_epoch",
+    "metric_name",
+    "config",
+    "rng",
+    "attnkit_version",
+    "torch_version",
+)
 
 
 class CheckpointError(ValueError):
@@ -35,8 +54,11 @@ class CheckpointError(ValueError):
 
 def rng_state() -> dict[str, Any]:
     """Python and torch (CPU and CUDA) RNG states as weights_only-loadable values."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -48,15 +70,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_state(*, model, optimizer, scheduler, epoch: int, global_step: int, best_metric: float,
-               best_epoch: int, config: dict[str, Any], scaler: Any = None) -> dict[str, Any]:
+def make_state(
+    *,
+    model,
+    optimizer,
+    scheduler,
+    epoch: int,
+    global_step: int,
+    best_metric: float,
+    best_epoch: int,
+    config: dict[str, Any],
+    scaler: Any = None,
+) -> dict[str, Any]:
     """The checkpoint dict for ``engine.save`` (objects stay objects; Fabric stores their state dicts)."""
     from .. import __version__
 
-    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "epoch": int(epoch),
-             "global_step": int(global_step), "best_metric": float(best_metric), "best_epoch": int(best_epoch),
-             "metric_name": "eval_top1", "config": dict(config), "rng": rng_state(),
-             "attnkit_version": str(__version__), "torch_version": str(torch.__version__)}
+    state = {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "epoch": int(epoch),
+        "global_step": int(global_step),
+        "best_metric": float(best_metric),
+        "best_epoch": int(best_epoch),
+        "metric_name": "eval_top1",
+        "config": dict(config),
+        "rng": rng_state(),
+        "attnkit_version": str(__version__),
+        "torch_version": str(torch.__version__),
+    }
     if scaler is not None:
         state["scaler"] = scaler
     return state
@@ -75,8 +117,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated or not a torch file
-        raise CheckpointError(f"checkpoint {p} cannot be read ({type(e).__name__}: {e}); it may be truncated "
-                              "or corrupt; delete it or resume from another file") from None
+        raise CheckpointError(
+            f"checkpoint {p} cannot be read ({type(e).__name__}: {e}); it may be truncated "
+            "or corrupt; delete it or resume from another file"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {p} holds a {type(ckpt).__name__}, not an attnkit checkpoint dict")
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]

@@ -21,8 +21,18 @@ import yaml
 
 from .._io import atomic_write_text
 
-__all__ = ["TrainConfig", "MODEL_FIELDS", "list_recipes", "load_recipe", "config_from_dict", "load_config",
-           "save_config", "add_config_arguments", "resolve_config", "config_diff"]
+__all__ = [
+    "TrainConfig",
+    "MODEL_FIELDS",
+    "list_recipes",
+    "load_recipe",
+    "config_from_dict",
+    "load_config",
+    "save_config",
+    "add_config_arguments",
+    "resolve_config",
+    "config_diff",
+]
 
 #: Fields whose change makes a checkpoint incompatible (resume raises ``ValueError``).
 MODEL_FIELDS = ("model", "attn", "attn_kwargs", "sharing", "scheme", "num_classes", "model_kwargs")
@@ -111,14 +121,23 @@ class TrainConfig:
     recipe: str | None = None
 
     def __post_init__(self) -> None:
-        choices = {"wd_mode": ("all", "no_norm_bias", "module_hints"),
-                   "scheduler": ("step", "cosine", "constant"),
-                   "progress": ("auto", "bar", "lines", "none")}
+        choices = {
+            "wd_mode": ("all", "no_norm_bias", "module_hints"),
+            "scheduler": ("step", "cosine", "constant"),
+            "progress": ("auto", "bar", "lines", "none"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "devices", "num_nodes", "eval_every",
-                     "log_interval"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "devices",
+            "num_nodes",
+            "eval_every",
+            "log_interval",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0 or self.val_split < 0 or self.warmup_epochs < 0:
@@ -193,7 +212,9 @@ def _coerce(name: str, tp, value: Any) -> Any:
                 raise TypeError
             return dict(value)
     except (TypeError, ValueError):
-        raise TypeError(f"config field {name!r} expects {tp}, got {value!r} ({type(value).__name__})") from None
+        raise TypeError(
+            f"config field {name!r} expects {tp}, got {value!r} ({type(value).__name__})"
+        ) from None
     return value
 
 
@@ -286,8 +307,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         inner, optional = _unwrap_optional(tp)
-        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
-                              "help": f"(default {defaults[name]!r})"}
+        kw: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": f"(default {defaults[name]!r})",
+        }
         origin = typing.get_origin(inner)
         if inner is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
@@ -319,8 +343,11 @@ def resolve_config(args: argparse.Namespace | dict[str, Any]) -> TrainConfig:
     if ydict:
         cfg = config_from_dict({**ydict, **({"recipe": recipe} if recipe else {})}, cfg)
     hints = _hints()
-    flags = {k: (dict(v) if typing.get_origin(_unwrap_optional(hints[k])[0]) is dict else v)
-             for k, v in given.items() if k in hints}
+    flags = {
+        k: (dict(v) if typing.get_origin(_unwrap_optional(hints[k])[0]) is dict else v)
+        for k, v in given.items()
+        if k in hints
+    }
     return config_from_dict(flags, cfg)
 
 

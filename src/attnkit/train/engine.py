@@ -58,22 +58,36 @@ class Engine:
         Lightning Fabric 2.6: ``Fabric(accelerator, strategy, devices, num_nodes, precision, loggers)``.
     """
 
-    def __init__(self, accelerator: str = "auto", devices: int = 1, strategy: str = "auto",
-                 precision: str = "32-true", num_nodes: int = 1, find_unused_parameters: bool = False,
-                 sync_bn: bool = False, loggers: list | None = None):
+    def __init__(
+        self,
+        accelerator: str = "auto",
+        devices: int = 1,
+        strategy: str = "auto",
+        precision: str = "32-true",
+        num_nodes: int = 1,
+        find_unused_parameters: bool = False,
+        sync_bn: bool = False,
+        loggers: list | None = None,
+    ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         acc = resolve_accelerator(accelerator)
         if acc == "cpu" and precision.startswith("16"):
-            raise ValueError(f"precision {precision!r} is not supported on CPU (float16 kernels are missing and "
-                             "Fabric would silently switch to bf16); use precision='bf16-mixed'")
+            raise ValueError(
+                f"precision {precision!r} is not supported on CPU (float16 kernels are missing and "
+                "Fabric would silently switch to bf16); use precision='bf16-mixed'"
+            )
         if sync_bn and acc == "cpu":
-            raise ValueError("sync_bn=True needs CUDA: DDP rejects SyncBatchNorm on CPU modules "
-                             "('SyncBatchNorm layers only work with GPU modules'); leave sync_bn off on CPU")
+            raise ValueError(
+                "sync_bn=True needs CUDA: DDP rejects SyncBatchNorm on CPU modules "
+                "('SyncBatchNorm layers only work with GPU modules'); leave sync_bn off on CPU"
+            )
         try:
             from lightning_fabric import Fabric
         except ImportError as e:  # pragma: no cover - lightning-fabric is a core dependency
-            raise ImportError("attnkit's training engine needs Lightning Fabric: pip install 'attnkit[train]'") from e
+            raise ImportError(
+                "attnkit's training engine needs Lightning Fabric: pip install 'attnkit[train]'"
+            ) from e
         strat: Any = strategy
         if find_unused_parameters:
             if strategy in ("ddp_spawn",):
@@ -81,10 +95,20 @@ class Engine:
 
                 strat = DDPStrategy(find_unused_parameters=True, start_method="spawn")
             elif strategy in ("auto", "ddp"):
-                strat = "ddp_find_unused_parameters_true" if devices * num_nodes > 1 or strategy == "ddp" else strategy
+                strat = (
+                    "ddp_find_unused_parameters_true"
+                    if devices * num_nodes > 1 or strategy == "ddp"
+                    else strategy
+                )
         self.accelerator, self.precision, self.sync_bn = acc, precision, sync_bn
-        self._fabric = Fabric(accelerator=acc, devices=devices, strategy=strat, num_nodes=num_nodes,
-                              precision=precision, loggers=loggers)
+        self._fabric = Fabric(
+            accelerator=acc,
+            devices=devices,
+            strategy=strat,
+            num_nodes=num_nodes,
+            precision=precision,
+            loggers=loggers,
+        )
 
     # -- processes -------------------------------------------------------------------------------------
     def launch(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -32,7 +32,15 @@ from .loop import aux_columns, evaluate, logger, train_one_epoch
 from .report import MetricsWriter, plot_curves, read_metrics, write_json, write_report
 from .schedule import build_optimizer, build_scheduler, scheduler_interval
 
-__all__ = ["fit", "build_engine", "build_model", "build_loaders", "epoch_seed", "resolve_resume", "StopTraining"]
+__all__ = [
+    "fit",
+    "build_engine",
+    "build_model",
+    "build_loaders",
+    "epoch_seed",
+    "resolve_resume",
+    "StopTraining",
+]
 
 ModelFn = Callable[[TrainConfig, Any], nn.Module]
 
@@ -64,20 +72,36 @@ def build_engine(config: TrainConfig) -> Engine:
             import tensorboard  # noqa: F401
             from lightning_fabric.loggers import TensorBoardLogger
         except ImportError as e:
-            raise ImportError("--tensorboard needs the tensorboard package: pip install 'attnkit[tensorboard]'") from e
+            raise ImportError(
+                "--tensorboard needs the tensorboard package: pip install 'attnkit[tensorboard]'"
+            ) from e
         loggers = [TensorBoardLogger(root_dir=str(config.run_dir), name="tb", version="")]
-    return Engine(accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-                  precision=config.precision, num_nodes=config.num_nodes,
-                  find_unused_parameters=config.find_unused_parameters, sync_bn=config.sync_bn, loggers=loggers)
+    return Engine(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        precision=config.precision,
+        num_nodes=config.num_nodes,
+        find_unused_parameters=config.find_unused_parameters,
+        sync_bn=config.sync_bn,
+        loggers=loggers,
+    )
 
 
 def build_model(config: TrainConfig, data) -> nn.Module:
     """``attnkit.create_model`` from the config's model fields; ``num_classes``/``in_chans`` from ``data``."""
     from ..models import create_model
 
-    return create_model(config.model, num_classes=config.num_classes or data.num_classes, in_chans=data.in_chans,
-                        attn=config.attn, attn_kwargs=dict(config.attn_kwargs) or None, sharing=config.sharing,
-                        scheme=config.scheme, **config.model_kwargs)
+    return create_model(
+        config.model,
+        num_classes=config.num_classes or data.num_classes,
+        in_chans=data.in_chans,
+        attn=config.attn,
+        attn_kwargs=dict(config.attn_kwargs) or None,
+        sharing=config.sharing,
+        scheme=config.scheme,
+        **config.model_kwargs,
+    )
 
 
 def build_loaders(config: TrainConfig, data, *, rank: int = 0, world_size: int = 1):
@@ -92,17 +116,29 @@ def build_loaders(config: TrainConfig, data, *, rank: int = 0, world_size: int =
     from ..data import EvalShardSampler, TrainSampler
 
     if config.batch_size % world_size:
-        raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by world size {world_size}")
+        raise ValueError(
+            f"batch_size {config.batch_size} (global) is not divisible by world size {world_size}"
+        )
     per_dev = config.batch_size // world_size
     sampler = TrainSampler(len(data.train), seed=config.seed, rank=rank, world_size=world_size)
     kw: dict[str, Any] = {"num_workers": config.workers, "persistent_workers": config.workers > 0}
     train = DataLoader(data.train, batch_size=per_dev, sampler=sampler, drop_last=config.drop_last, **kw)
     eval_bs = max(1, config.eval_batch_size // world_size)
-    evals = {"test": DataLoader(data.test, batch_size=eval_bs, **kw,
-                                sampler=EvalShardSampler(len(data.test), rank=rank, world_size=world_size))}
+    evals = {
+        "test": DataLoader(
+            data.test,
+            batch_size=eval_bs,
+            **kw,
+            sampler=EvalShardSampler(len(data.test), rank=rank, world_size=world_size),
+        )
+    }
     if data.val is not None:
-        evals["val"] = DataLoader(data.val, batch_size=eval_bs, **kw,
-                                  sampler=EvalShardSampler(len(data.val), rank=rank, world_size=world_size))
+        evals["val"] = DataLoader(
+            data.val,
+            batch_size=eval_bs,
+            **kw,
+            sampler=EvalShardSampler(len(data.val), rank=rank, world_size=world_size),
+        )
     return train, evals
 
 
@@ -131,13 +167,23 @@ def _env(config: TrainConfig, engine: Engine, data) -> dict[str, Any]:
     from .. import __version__
 
     dev = engine.device
-    return {"attnkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "lightning_fabric": lightning_fabric.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform(), "hostname": socket.gethostname(),
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-            "world_size": engine.world_size, "num_threads": torch.get_num_threads(), "precision": config.precision,
-            "command": sys.argv, "start_time": datetime.datetime.now().isoformat(timespec="seconds"),
-            "data": data.notes}
+    return {
+        "attnkit": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning_fabric": lightning_fabric.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "world_size": engine.world_size,
+        "num_threads": torch.get_num_threads(),
+        "precision": config.precision,
+        "command": sys.argv,
+        "start_time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "data": data.notes,
+    }
 
 
 def _macs(model: nn.Module, data) -> int | None:
@@ -167,8 +213,9 @@ def _save_weights(model: nn.Module, run_dir: Path) -> str:
     return "model.safetensors"
 
 
-def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
-                callbacks: Sequence[Callable[[dict], Any]]) -> dict[str, Any]:
+def _fit_worker(
+    engine: Engine, config: TrainConfig, model_fn: ModelFn | None, callbacks: Sequence[Callable[[dict], Any]]
+) -> dict[str, Any]:
     """The body of :func:`fit`, run on every process."""
     from ..data import build as build_data
 
@@ -184,14 +231,22 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
         run_dir.mkdir(parents=True, exist_ok=True)
     resume_path = resolve_resume(config)
     if resume_path is None and (run_dir / "last.ckpt").exists():
-        raise FileExistsError(f"{run_dir} already holds a run (last.ckpt); pass --resume auto to continue it or "
-                              "choose another --run-name / --out-dir")
+        raise FileExistsError(
+            f"{run_dir} already holds a run (last.ckpt); pass --resume auto to continue it or "
+            "choose another --run-name / --out-dir"
+        )
     engine.barrier()
 
     # data (rank 0 downloads first when allowed)
     dkw = {"test_subset": config.test_subset} if config.test_subset is not None else {}
-    bargs = dict(data_dir=config.data_dir, train_subset=config.train_subset, val_split=config.val_split,
-                 seed=config.seed, augment=config.augment, **dkw)
+    bargs = dict(
+        data_dir=config.data_dir,
+        train_subset=config.train_subset,
+        val_split=config.val_split,
+        seed=config.seed,
+        augment=config.augment,
+        **dkw,
+    )
     if config.download and not zero:
         engine.barrier()
     data = build_data(config.dataset, download=config.download and zero, **bargs)
@@ -229,27 +284,43 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
                 objs["scaler"] = engine.scaler
             engine.load(resume_path, objs)
         except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {resume_path} does not fit this model/optimizer: {e}") from None
+            raise CheckpointError(
+                f"checkpoint {resume_path} does not fit this model/optimizer: {e}"
+            ) from None
         start_epoch, global_step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
         best_metric, best_epoch = float(ckpt["best_metric"]), int(ckpt["best_epoch"])
         set_rng_state(ckpt["rng"])
         if zero:
-            logger.info("resuming from %s at epoch %d (lr %.5g)", resume_path, start_epoch,
-                        optimizer.param_groups[0]["lr"])
+            logger.info(
+                "resuming from %s at epoch %d (lr %.5g)",
+                resume_path,
+                start_epoch,
+                optimizer.param_groups[0]["lr"],
+            )
     elif zero and config.resume == "auto":
         logger.info("--resume auto: no %s, starting fresh", run_dir / "last.ckpt")
 
     extra = aux_columns(raw_model) + (["val_loss", "val_top1"] if "val" in eval_loaders else [])
     writer = None
     if zero:
-        writer = MetricsWriter(run_dir / "metrics.csv", extra, resume_epoch=start_epoch - 1 if resume_path else None)
+        writer = MetricsWriter(
+            run_dir / "metrics.csv", extra, resume_epoch=start_epoch - 1 if resume_path else None
+        )
         save_config(config, run_dir / "config.yaml")
         env = _env(config, engine, data)
         if resume_path is not None:
             env["resumed_from"] = str(resume_path)
         write_json(run_dir / "env.json", env)
-        logger.info("run %s: %s params %s, %d train / %d test images, world size %d, %s", run_dir, config.model,
-                    f"{params:,}", len(data.train), len(data.test), world, data.notes)
+        logger.info(
+            "run %s: %s params %s, %d train / %d test images, world size %d, %s",
+            run_dir,
+            config.model,
+            f"{params:,}",
+            len(data.train),
+            len(data.test),
+            world,
+            data.notes,
+        )
     fwd_model = torch.compile(model, mode=config.compile) if config.compile else model
     select_on = "val" if "val" in eval_loaders else "test"
 
@@ -257,11 +328,22 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
         random.seed(epoch_seed(config.seed, rank, epoch))
         torch.manual_seed(epoch_seed(config.seed, rank, epoch))
         sampler.set_data_epoch(epoch)
-        stats = train_one_epoch(fwd_model, optimizer, train_loader, engine=engine, epoch=epoch,
-                                global_step=global_step, scheduler=scheduler, scheduler_interval=interval,
-                                label_smoothing=config.label_smoothing, grad_clip=config.grad_clip,
-                                channels_last=config.channels_last, raw_model=raw_model,
-                                log_interval=config.log_interval, progress=config.progress)
+        stats = train_one_epoch(
+            fwd_model,
+            optimizer,
+            train_loader,
+            engine=engine,
+            epoch=epoch,
+            global_step=global_step,
+            scheduler=scheduler,
+            scheduler_interval=interval,
+            label_smoothing=config.label_smoothing,
+            grad_clip=config.grad_clip,
+            channels_last=config.channels_last,
+            raw_model=raw_model,
+            log_interval=config.log_interval,
+            progress=config.progress,
+        )
         global_step = stats["global_step"]
         if interval == "epoch":
             scheduler.step()
@@ -274,8 +356,9 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
 
                 eval_model, autocast = reparameterize_model(raw_model), True
             for split, loader in eval_loaders.items():
-                res = evaluate(eval_model, loader, engine=engine, channels_last=config.channels_last,
-                               autocast=autocast)
+                res = evaluate(
+                    eval_model, loader, engine=engine, channels_last=config.channels_last, autocast=autocast
+                )
                 p = "eval" if split == "test" else "val"
                 row[f"{p}_loss"], row[f"{p}_top1"] = res["loss"], res["top1"]
                 if split == "test":
@@ -289,16 +372,31 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
             improved = False
         if zero:
             writer.write(row)
-            logger.info("epoch %d/%d lr %.5g train loss %.4f top1 %.2f | eval loss %s top1 %s | %.1f s, %.0f img/s",
-                        epoch, config.epochs - 1, row["lr"], row["train_loss"], row["train_top1"],
-                        f"{row['eval_loss']:.4f}" if "eval_loss" in row else "-",
-                        f"{row['eval_top1']:.2f}" if "eval_top1" in row else "-", row["epoch_time_s"],
-                        row["train_samples_per_s"])
+            logger.info(
+                "epoch %d/%d lr %.5g train loss %.4f top1 %.2f | eval loss %s top1 %s | %.1f s, %.0f img/s",
+                epoch,
+                config.epochs - 1,
+                row["lr"],
+                row["train_loss"],
+                row["train_top1"],
+                f"{row['eval_loss']:.4f}" if "eval_loss" in row else "-",
+                f"{row['eval_top1']:.2f}" if "eval_top1" in row else "-",
+                row["epoch_time_s"],
+                row["train_samples_per_s"],
+            )
             if config.tensorboard:
                 engine.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-        state = make_state(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                           global_step=global_step, best_metric=best_metric, best_epoch=best_epoch,
-                           config=config.to_dict(), scaler=engine.scaler)
+        state = make_state(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            global_step=global_step,
+            best_metric=best_metric,
+            best_epoch=best_epoch,
+            config=config.to_dict(),
+            scaler=engine.scaler,
+        )
         if improved:
             engine.save(run_dir / "best.ckpt", state)
         engine.save(run_dir / "last.ckpt", state)
@@ -325,33 +423,55 @@ def _fit_worker(engine: Engine, config: TrainConfig, model_fn: ModelFn | None,
         best_row = next((r for r in evald if int(r["epoch"]) == best_epoch), {})
 
         summary = {
-            "run_name": config.resolved_run_name, "run_dir": str(run_dir), "model": config.model,
-            "attn": config.attn, "dataset": config.dataset, "seed": config.seed, "world_size": world,
-            "epochs_run": len(rows), "epochs": config.epochs,
-            "best_eval_top1": None if best_epoch < 0 else best_metric if select_on == "test" else
-            num(best_row, "eval_top1"),
+            "run_name": config.resolved_run_name,
+            "run_dir": str(run_dir),
+            "model": config.model,
+            "attn": config.attn,
+            "dataset": config.dataset,
+            "seed": config.seed,
+            "world_size": world,
+            "epochs_run": len(rows),
+            "epochs": config.epochs,
+            "best_eval_top1": None
+            if best_epoch < 0
+            else best_metric
+            if select_on == "test"
+            else num(best_row, "eval_top1"),
             "best_epoch": None if best_epoch < 0 else best_epoch,
             "best_val_top1": best_metric if select_on == "val" and best_epoch >= 0 else None,
-            "final_eval_top1": num(last, "eval_top1"), "final_eval_top5": num(last, "eval_top5"),
-            "final_eval_loss": num(last, "eval_loss"), "final_epoch": int(last["epoch"]) if last else None,
+            "final_eval_top1": num(last, "eval_top1"),
+            "final_eval_top5": num(last, "eval_top5"),
+            "final_eval_loss": num(last, "eval_loss"),
+            "final_epoch": int(last["epoch"]) if last else None,
             "final_train_loss": num(rows[-1], "train_loss") if rows else None,
-            "params": params, "macs": macs,
+            "params": params,
+            "macs": macs,
             "wall_time_s": time.perf_counter() - t_start,
-            "selection": ("best epoch chosen on the TEST set (the papers' protocol, optimistic)"
-                          if select_on == "test" else f"best epoch chosen on a held-out val split of {config.val_split}"),
-            "weights": weights, "config": config.to_dict(),
+            "selection": (
+                "best epoch chosen on the TEST set (the papers' protocol, optimistic)"
+                if select_on == "test"
+                else f"best epoch chosen on a held-out val split of {config.val_split}"
+            ),
+            "weights": weights,
+            "config": config.to_dict(),
         }
         write_json(run_dir / "summary.json", summary)
         has_curves = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
         write_report(run_dir / "report.md", summary, has_curves)
-        logger.info("done: best eval top1 %s (epoch %s), final %s, %.1f s", summary["best_eval_top1"],
-                    summary["best_epoch"], summary["final_eval_top1"], summary["wall_time_s"])
+        logger.info(
+            "done: best eval top1 %s (epoch %s), final %s, %.1f s",
+            summary["best_eval_top1"],
+            summary["best_epoch"],
+            summary["final_eval_top1"],
+            summary["wall_time_s"],
+        )
     engine.barrier()
     return summary
 
 
-def fit(config: TrainConfig, *, model_fn: ModelFn | None = None,
-        callbacks: Sequence[Callable[[dict], Any]] = ()) -> dict[str, Any]:
+def fit(
+    config: TrainConfig, *, model_fn: ModelFn | None = None, callbacks: Sequence[Callable[[dict], Any]] = ()
+) -> dict[str, Any]:
     """Train and evaluate one model as configured; writes the run folder and returns its summary.
 
     Args:
@@ -375,5 +495,3 @@ def fit(config: TrainConfig, *, model_fn: ModelFn | None = None,
     engine = build_engine(config)
     out = engine.launch(_fit_worker, config, model_fn, tuple(callbacks))
     return out if isinstance(out, dict) else {}
-
-

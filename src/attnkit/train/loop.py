@@ -47,7 +47,11 @@ def use_bar(progress: str, is_global_zero: bool = True) -> bool:
 def aux_columns(model: nn.Module) -> list[str]:
     """Metric columns for the auxiliary losses, declared at start-up: ``aux_<module name>`` for every
     submodule that defines ``aux_loss()`` (``aux_model`` for the root)."""
-    return [f"aux_{name or 'model'}" for name, m in model.named_modules() if callable(getattr(m, "aux_loss", None))]
+    return [
+        f"aux_{name or 'model'}"
+        for name, m in model.named_modules()
+        if callable(getattr(m, "aux_loss", None))
+    ]
 
 
 def _correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
@@ -56,11 +60,24 @@ def _correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     return (topk == y[:, None]).any(dim=1).sum()
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable, *, engine=None,
-                    epoch: int = 0, global_step: int = 0, scheduler=None, scheduler_interval: str = "epoch",
-                    label_smoothing: float = 0.0, grad_clip: float | None = None, channels_last: bool = False,
-                    raw_model: nn.Module | None = None, log_interval: int = 50, progress: str = "auto",
-                    max_steps: int | None = None) -> dict[str, Any]:
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    *,
+    engine=None,
+    epoch: int = 0,
+    global_step: int = 0,
+    scheduler=None,
+    scheduler_interval: str = "epoch",
+    label_smoothing: float = 0.0,
+    grad_clip: float | None = None,
+    channels_last: bool = False,
+    raw_model: nn.Module | None = None,
+    log_interval: int = 50,
+    progress: str = "auto",
+    max_steps: int | None = None,
+) -> dict[str, Any]:
     """Train for one pass over ``loader``.
 
     Args:
@@ -98,8 +115,12 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     if use_bar(progress, is_zero):
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None, desc=f"epoch {epoch}",
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(loader) if hasattr(loader, "__len__") else None,
+            desc=f"epoch {epoch}",
+            leave=False,
+            dynamic_ncols=True,
+        )
     t0 = t_last = time.perf_counter()
     step = 0
     for step, (x, y) in enumerate(loader, 1):
@@ -129,19 +150,30 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
         count += n
         for k, v in aux.items():
             key = f"aux_{k}"
-            aux_sums[key] = aux_sums.get(key, torch.zeros((), dtype=torch.float64, device=device)) + v.detach().double() * n
+            aux_sums[key] = (
+                aux_sums.get(key, torch.zeros((), dtype=torch.float64, device=device))
+                + v.detach().double() * n
+            )
         global_step += 1
         if bar is not None:
             bar.update(1)
             if step % max(1, log_interval // 5) == 0:
-                bar.set_postfix(loss=f"{loss_sum.item() / count.item():.4f}",
-                                top1=f"{100 * correct.item() / count.item():.2f}")
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / count.item():.4f}",
+                    top1=f"{100 * correct.item() / count.item():.2f}",
+                )
         elif progress in ("auto", "lines", "bar") and is_zero and step % log_interval == 0:
             now = time.perf_counter()
-            logger.info("epoch %d step %d/%s loss %.4f top1 %.2f lr %.5g %.1f ms/step", epoch, step,
-                        len(loader) if hasattr(loader, "__len__") else "?", loss_sum.item() / count.item(),
-                        100 * correct.item() / count.item(), optimizer.param_groups[0]["lr"],
-                        1000 * (now - t_last) / log_interval)
+            logger.info(
+                "epoch %d step %d/%s loss %.4f top1 %.2f lr %.5g %.1f ms/step",
+                epoch,
+                step,
+                len(loader) if hasattr(loader, "__len__") else "?",
+                loss_sum.item() / count.item(),
+                100 * correct.item() / count.item(),
+                optimizer.param_groups[0]["lr"],
+                1000 * (now - t_last) / log_interval,
+            )
             t_last = now
         if max_steps is not None and step >= max_steps:
             break
@@ -167,8 +199,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     return out
 
 
-def evaluate(model: nn.Module, loader: Iterable, *, engine=None, channels_last: bool = False,
-             autocast: bool = False) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader: Iterable, *, engine=None, channels_last: bool = False, autocast: bool = False
+) -> dict[str, float]:
     """Top-1/top-5 accuracy (percent) and mean cross-entropy of ``model`` over ``loader``.
 
     Runs under ``torch.no_grad()`` (not ``inference_mode``: modules that build caches lazily at
@@ -209,5 +242,9 @@ def evaluate(model: nn.Module, loader: Iterable, *, engine=None, channels_last: 
         sums = engine.all_reduce(sums, op="sum")
     model.train(was_training)
     n = max(float(sums[3]), 1.0)
-    return {"top1": 100.0 * float(sums[1]) / n, "top5": 100.0 * float(sums[2]) / n, "loss": float(sums[0]) / n,
-            "count": int(sums[3])}
+    return {
+        "top1": 100.0 * float(sums[1]) / n,
+        "top5": 100.0 * float(sums[2]) / n,
+        "loss": float(sums[0]) / n,
+        "count": int(sums[3]),
+    }

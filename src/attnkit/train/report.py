@@ -13,8 +13,18 @@ from .._io import atomic_write_csv, atomic_write_text
 
 __all__ = ["FIXED_COLUMNS", "MetricsWriter", "read_metrics", "write_json", "write_report", "plot_curves"]
 
-FIXED_COLUMNS = ("epoch", "global_step", "lr", "train_loss", "train_top1", "eval_loss", "eval_top1", "eval_top5",
-                 "epoch_time_s", "train_samples_per_s")
+FIXED_COLUMNS = (
+    "epoch",
+    "global_step",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "eval_loss",
+    "eval_top1",
+    "eval_top5",
+    "epoch_time_s",
+    "train_samples_per_s",
+)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:
@@ -45,8 +55,12 @@ class MetricsWriter:
             that was not declared.
     """
 
-    def __init__(self, path: str | Path, extra_columns: list[str] | tuple[str, ...] = (),
-                 resume_epoch: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        extra_columns: list[str] | tuple[str, ...] = (),
+        resume_epoch: int | None = None,
+    ):
         self.path = Path(path)
         self.columns = list(FIXED_COLUMNS) + [c for c in extra_columns if c not in FIXED_COLUMNS]
         if resume_epoch is not None and self.path.is_file():
@@ -55,9 +69,15 @@ class MetricsWriter:
                 header = next(reader, None)
                 rows = [r for r in reader if r]
             if header is not None and header != self.columns:
-                raise ValueError(f"{self.path}: existing columns {header} differ from this run's {self.columns}")
+                raise ValueError(
+                    f"{self.path}: existing columns {header} differ from this run's {self.columns}"
+                )
             # a row cut short by a kill mid-write has the wrong length: drop it with the later epochs
-            keep = [r for r in rows if len(r) == len(self.columns) and r[0].isdigit() and int(r[0]) <= resume_epoch]
+            keep = [
+                r
+                for r in rows
+                if len(r) == len(self.columns) and r[0].isdigit() and int(r[0]) <= resume_epoch
+            ]
             self._rewrite(keep)
         else:
             self._rewrite([])
@@ -91,17 +111,24 @@ def write_report(path: str | Path, summary: dict[str, Any], has_curves: bool) ->
     def f(v, spec=".2f"):
         return "n/a" if v is None else format(v, spec)
 
-    lines = [f"# {s.get('run_name', 'run')}", "",
-             f"{s.get('model')} (attn={s.get('attn')}) on {s.get('dataset')}, {s.get('epochs_run')} epochs, "
-             f"seed {s.get('seed')}, world size {s.get('world_size')}, wall time {f(s.get('wall_time_s'), '.1f')} s.",
-             "", "| metric | value |", "|---|---|",
-             f"| best eval top-1 (%) | {f(s.get('best_eval_top1'))} (epoch {s.get('best_epoch')}) |",
-             f"| final eval top-1 (%) | {f(s.get('final_eval_top1'))} |",
-             f"| final eval top-5 (%) | {f(s.get('final_eval_top5'))} |",
-             f"| final eval loss | {f(s.get('final_eval_loss'), '.4f')} |",
-             f"| params | {s.get('params'):,} |" if s.get("params") is not None else "| params | n/a |",
-             f"| MACs per image | {s.get('macs'):,} |" if s.get("macs") else "| MACs per image | n/a |",
-             "", f"Model selection: {s.get('selection')}.", ""]
+    lines = [
+        f"# {s.get('run_name', 'run')}",
+        "",
+        f"{s.get('model')} (attn={s.get('attn')}) on {s.get('dataset')}, {s.get('epochs_run')} epochs, "
+        f"seed {s.get('seed')}, world size {s.get('world_size')}, wall time {f(s.get('wall_time_s'), '.1f')} s.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| best eval top-1 (%) | {f(s.get('best_eval_top1'))} (epoch {s.get('best_epoch')}) |",
+        f"| final eval top-1 (%) | {f(s.get('final_eval_top1'))} |",
+        f"| final eval top-5 (%) | {f(s.get('final_eval_top5'))} |",
+        f"| final eval loss | {f(s.get('final_eval_loss'), '.4f')} |",
+        f"| params | {s.get('params'):,} |" if s.get("params") is not None else "| params | n/a |",
+        f"| MACs per image | {s.get('macs'):,} |" if s.get("macs") else "| MACs per image | n/a |",
+        "",
+        f"Model selection: {s.get('selection')}.",
+        "",
+    ]
     if has_curves:
         lines += ["![curves](curves.png)", ""]
     Path(path).write_text("\n".join(lines))

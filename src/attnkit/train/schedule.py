@@ -43,14 +43,20 @@ def param_groups(model: nn.Module, weight_decay: float, wd_mode: str = "all") ->
                 if pname in names:
                     skip.add(id(p))
     params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if id(p) not in skip], "weight_decay": weight_decay},
-            {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if id(p) not in skip], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
     """SGD with ``config.lr``, ``momentum``, ``nesterov`` and the ``wd_mode`` groups."""
-    return torch.optim.SGD(param_groups(model, config.weight_decay, config.wd_mode), lr=config.lr,
-                           momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.SGD(
+        param_groups(model, config.weight_decay, config.wd_mode),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
 
 
 def scheduler_interval(config) -> str:
