@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .._config import dataclass_from_dict, unwrap_optional
 from .._io import atomic_write_text
 
 __all__ = [
@@ -160,64 +160,6 @@ class TrainConfig:
         return Path(self.out_dir) / self.resolved_run_name
 
 
-def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _unwrap_optional(tp) -> tuple[Any, bool]:
-    """(inner type, is_optional) for ``X | None``."""
-    args = typing.get_args(tp)
-    if (typing.get_origin(tp) in (typing.Union, types.UnionType)) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], True
-    return tp, False
-
-
-def _coerce(name: str, tp, value: Any) -> Any:
-    """Check/convert one value against the field's type; errors name the field."""
-    inner, optional = _unwrap_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
-        if optional:
-            return None
-        raise TypeError(f"config field {name!r} may not be None")
-    origin = typing.get_origin(inner)
-    try:
-        if inner is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.lower() in ("true", "1", "yes")
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if inner is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if inner is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if inner is str:
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise TypeError
-            return str(value)
-        if origin is list:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = [value]
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            (et,) = typing.get_args(inner)
-            return [_coerce(name, et, v) for v in value]
-        if origin is dict:
-            if not isinstance(value, dict):
-                raise TypeError
-            return dict(value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"config field {name!r} expects {tp}, got {value!r} ({type(value).__name__})"
-        ) from None
-    return value
-
-
 def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """A ``TrainConfig`` equal to ``base`` (default: the dataclass defaults) updated with ``d``.
 
@@ -225,14 +167,7 @@ def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> Trai
         ValueError: unknown keys (the message lists the valid keys) or invalid choices.
         TypeError: a value of the wrong type (the message names the field).
     """
-    hints = _hints()
-    unknown = sorted(set(d) - set(hints))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; valid keys: {', '.join(hints)}")
-    cur = (base or TrainConfig()).to_dict()
-    for k, v in d.items():
-        cur[k] = _coerce(k, hints[k], v)
-    return TrainConfig(**cur)
+    return dataclass_from_dict(TrainConfig, d, base=base)
 
 
 def list_recipes() -> list[str]:
@@ -302,11 +237,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=argparse.SUPPRESS, help=f"preset: {', '.join(list_recipes())}")
     parser.add_argument("-c", "--config", default=argparse.SUPPRESS, help="YAML file of config fields")
     defaults = TrainConfig().to_dict()
-    for name, tp in _hints().items():
+    for name, tp in typing.get_type_hints(TrainConfig).items():
         if name == "recipe":
             continue
         flag = "--" + name.replace("_", "-")
-        inner, optional = _unwrap_optional(tp)
+        inner, optional = unwrap_optional(tp)
         kw: dict[str, Any] = {
             "dest": name,
             "default": argparse.SUPPRESS,
@@ -342,9 +277,9 @@ def resolve_config(args: argparse.Namespace | dict[str, Any]) -> TrainConfig:
         cfg = config_from_dict(load_recipe(recipe), cfg)
     if ydict:
         cfg = config_from_dict({**ydict, **({"recipe": recipe} if recipe else {})}, cfg)
-    hints = _hints()
+    hints = typing.get_type_hints(TrainConfig)
     flags = {
-        k: (dict(v) if typing.get_origin(_unwrap_optional(hints[k])[0]) is dict else v)
+        k: (dict(v) if typing.get_origin(unwrap_optional(hints[k])[0]) is dict else v)
         for k, v in given.items()
         if k in hints
     }
