@@ -1,0 +1,493 @@
+"""UniGeo / Geoformer: geometry-text normalisation, the program executor, answer selection and MEP examples.
+
+Geoformer solves UniGeo's calculation problems by generating a prefix *program* (``g_3 n0 n1`` = add the
+first two numbers of the problem) that an executor runs; an answer is chosen by running the beams until
+one lands on one of the four options. Proving problems are scored by exact match of the proof sequence.
+This module is the model-free part: it runs on the official data format, with no T5 needed.
+
+Operands: ``N_i`` (``n<i>``) the i-th number in the problem, ``V_i`` (``v<i>``) the i-th earlier result,
+``C_i`` (``c<i>``) the constants ``[30, 60, 90, 180, 360, π, 0.618]``. Operators are ``g_<index>`` (or
+their official names, ``g_add``): see :data:`OPERATORS`. Trigonometry is in degrees.
+
+Reference:
+    UniGeo: Unifying Geometry Logical Reasoning via Reformulating Mathematical Expression, Chen et al.,
+    EMNLP 2022, arXiv 2212.02746; official code github.com/chen-judge/UniGeo
+    (``Geoformer/src/ManualProgram/operators.py``, ``eval_equ.py``, ``geo.py``, ``data_utils.py``,
+    ``preprocess.py``).
+
+Deviations:
+    The official executor has two bugs, kept behind ``faithful=True``: an invalid operation (``sin 20°``)
+    yields ``False``, which later arithmetic treats as 0, where attnkit rejects the whole program
+    (``None``); operand indices are read from their *last digit only* (``N_10`` is read as ``N_0``), where
+    attnkit parses the full index. When several options lie within the tolerance, the official evaluation
+    keeps the last one; attnkit keeps the nearest (``faithful=True``: the last).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from attnkit.generative._unigeo_io import load_unigeo_rows
+
+__all__ = [
+    "CONSTANTS",
+    "OPERATORS",
+    "normalize_geometry_text",
+    "solving_tokens",
+    "execute_program",
+    "answer_from_beams",
+    "mep_example",
+    "corrupt_spans",
+    "patch_boxes",
+    "GeoformerInputs",
+    "evaluate_unigeo",
+    "load_unigeo_rows",
+]
+
+CONSTANTS: tuple[float, ...] = (30, 60, 90, 180, 360, math.pi, 0.618)
+"""The official constant operands ``C_0 … C_6``."""
+
+
+def _deg_trig(fn: Callable[[float], float], lo: float, hi: float) -> Callable[[float], float | None]:
+    def op(a):
+        return fn(math.radians(a)) if a % 15 == 0 and lo <= a <= hi else None
+
+    return op
+
+
+def _inv_trig(fn: Callable[[float], float]) -> Callable[[float], float | None]:
+    def op(a):
+        return math.degrees(fn(a)) if -1 < a < 1 else None
+
+    return op
+
+
+# (official name, arity, function returning None when the operation is invalid), in index order.
+OPERATORS: tuple[tuple[str, int, Callable[..., float | None]], ...] = (
+    ("g_equal", 1, lambda a: a),
+    ("g_double", 1, lambda a: 2 * a),
+    ("g_half", 1, lambda a: a / 2),
+    ("g_add", 2, lambda a, b: a + b),
+    ("g_minus", 2, lambda a, b: math.fabs(a - b)),
+    ("g_sin", 1, _deg_trig(math.sin, 0, 180)),
+    ("g_cos", 1, _deg_trig(math.cos, 0, 180)),
+    ("g_tan", 1, _deg_trig(math.tan, 5, 85)),
+    ("g_asin", 1, _inv_trig(math.asin)),
+    ("g_acos", 1, _inv_trig(math.acos)),
+    ("gougu_add", 2, lambda a, b: math.sqrt(a * a + b * b)),
+    ("gougu_minus", 2, lambda a, b: math.sqrt(math.fabs(a * a - b * b)) if a != b else None),
+    ("g_bili", 3, lambda a, b, c: a / b * c if a > 0 and b > 0 and c > 0 else None),
+    ("g_mul", 2, lambda a, b: a * b),
+    ("g_divide", 2, lambda a, b: a / b if a > 0 and b > 0 else None),
+    ("cal_circle_area", 1, lambda a: a * a * math.pi),
+    ("cal_circle_perimeter", 1, lambda a: 2 * math.pi * a),
+    ("cal_cone", 2, lambda a, b: a * b * math.pi),
+)
+"""The 18 operators: ``(official name, arity, fn)``; ``fn`` returns None where the official returns False."""
+
+_OP_BY_NAME = {name: i for i, (name, _, _) in enumerate(OPERATORS)}
+_OPERAND = re.compile(r"^([NVC])_?(\d+)$", re.IGNORECASE)
+
+# Symbols the official text split isolates (the ``+-/`` there is a character *range*: + , - . /).
+_SPLIT = re.compile(r"([=≠≈+-/△∠∥⊙☉⊥⟂≌≅▱∽⁀⌒;,:.•?])")
+_WORDS = {
+    "≠": "not-equal",
+    "≈": "approximate",
+    "△": "triangle",
+    "∠": "angle",
+    "∥": "parallel",
+    "⊙": "circle",
+    "☉": "circle",
+    "⊥": "perpendicular",
+    "⟂": "perpendicular",
+    "≌": "congruent",
+    "≅": "congruent",
+    "▱": "parallelogram",
+    "∽": "similar",
+    "⁀": "arc",
+    "⌒": "arc",
+}
+_SOLVING_WORDS = {**_WORDS, "/ /": "parallel", "∵": "because", "∴": "therefore", "²": "square", "√": "root"}
+
+
+def _split_elements(tokens: Sequence[str]) -> list[str]:
+    """Split point names into letters (``ABC`` → ``A B C``); keep ``N_*``, ``NS_*``, ``frac``, Title words."""
+    out: list[str] = []
+    for t in tokens:
+        if "N_" in t or "NS_" in t or "frac" in t or t.istitle() or not re.search(r"[A-Z]", t):
+            out.append(t)
+        else:
+            out.extend(t)
+    return out
+
+
+def normalize_geometry_text(text: str) -> str:
+    """Normalise a UniGeo problem text as Geoformer's input: symbols to words, point names to letters.
+
+    Args:
+        text: the English problem, e.g. ``"In △ABC, ∠C=90°"``.
+
+    Returns:
+        Space-separated tokens, e.g. ``"In triangle A B C , angle C = 90°"``.
+
+    Raises:
+        TypeError: ``text`` is not a string.
+
+    Reference:
+        ``process_english_text`` in UniGeo's ``Geoformer/src/data_utils.py`` (arXiv 2212.02746).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    out = " ".join(_split_elements(" ".join(_SPLIT.split(text)).split()))
+    for k, v in _WORDS.items():
+        out = out.replace(k, v)
+    return out
+
+
+def solving_tokens(solution: str) -> tuple[list[str], list[float]]:
+    """Tokenise a (GeoQA, Chinese) worked solution for MEP's solving prediction, numbers as ``NS_k``.
+
+    Args:
+        solution: the solution text; everything from ``故选`` ("so choose") on is dropped.
+
+    Returns:
+        ``(tokens, numbers)``: the tokens with each distinct number replaced by ``NS_<k>``, and the numbers.
+
+    Reference:
+        ``process_Chinese_solving`` in UniGeo's ``data_utils.py``.
+    """
+    if not isinstance(solution, str):
+        raise TypeError(f"solution must be a str, got {type(solution).__name__}")
+    end = solution.find("故选")
+    text = solution[:end] if end >= 0 else solution  # the official slices [:-1] when absent: a bug
+    for d in ["^{°}", "{", "}", "°", "cm", "m", "米", ",", ":", "．", "、", "′", "~", "″", "【", "】", "$"]:
+        text = text.replace(d, " ")
+    text = re.sub("[\u4e00-\u9fa5]+", " ", text)
+    pattern = r"([=≠≈+-]|π|×|\\frac|\\sqrt|\\cdot|√|[∵∴△∠∥⊙☉⊥⟂≌≅▱∽⁀⌒]|[.,，：；;,:.•?]|\d+\.?\d*|)"
+    parts = _split_elements([p for p in re.split(pattern, text) if p and p.strip()])
+    tokens, numbers = [], []
+    for t in parts:
+        if re.search(r"\d", t):
+            v = float(t)
+            if v not in numbers:
+                numbers.append(v)
+            tokens.append(f"NS_{numbers.index(v)}")
+        else:
+            tokens.append(t)
+    joined = " ".join(tokens)
+    for k, v in _SOLVING_WORDS.items():
+        joined = joined.replace(k, v)
+    return joined.split(), numbers
+
+
+def _operator_index(token: str) -> int | None:
+    if token in _OP_BY_NAME:
+        return _OP_BY_NAME[token]
+    m = re.fullmatch(r"g_(\d+)", token)
+    if m and int(m.group(1)) < len(OPERATORS):
+        return int(m.group(1))
+    return None
+
+
+def _operand(token: str, numbers: Sequence[float], results: list, faithful: bool):
+    m = _OPERAND.match(token)
+    if m is None:
+        return None
+    kind, digits = m.group(1).upper(), m.group(2)
+    idx = int(digits[-1]) if faithful else int(digits)  # the official reads the last digit only
+    pool = {"N": numbers, "V": results, "C": CONSTANTS}[kind]
+    return pool[idx] if idx < len(pool) else None
+
+
+def execute_program(
+    tokens: Sequence[str] | str, numbers: Sequence[float], faithful: bool = False
+) -> list[float] | None:
+    """Run a Geoformer prefix program and return every intermediate result.
+
+    Args:
+        tokens: the program, as tokens (``["g_3", "n0", "n1"]``) or one string split on spaces/commas.
+            Operators: ``g_<index>`` or the official names; operands ``n<i>``/``N_<i>``, ``v<i>``/``V_<i>``,
+            ``c<i>``/``C_<i>``.
+        numbers: the problem's numbers ``N_0, N_1, …``.
+        faithful: reproduce the official executor: invalid operations give ``False`` (then 0 in later
+            arithmetic) and operand indices use their last digit only.
+
+    Returns:
+        The results ``[V_0, V_1, …]`` (the answer is the last), or None for a malformed program (unknown
+        operator or operand, missing operands, an out-of-range index, a math error) and, unless
+        ``faithful``, for an invalid operation. With ``faithful=True`` an invalid operation appears as
+        ``False`` in the list.
+
+    Raises:
+        TypeError: ``tokens`` is neither a string nor a sequence of strings.
+
+    Reference:
+        ``Equations.excuate_equation`` and ``operators.py`` of UniGeo (arXiv 2212.02746).
+
+    Deviations:
+        See the module docstring (``faithful``).
+    """
+    if isinstance(tokens, str):
+        tokens = [t for t in re.split(r"[\s,]+", tokens) if t]
+    if not all(isinstance(t, str) for t in tokens):
+        raise TypeError("tokens must be a string or a sequence of strings")
+    results: list = []
+    i = 0
+    while i < len(tokens):
+        op = _operator_index(tokens[i])
+        if op is None:
+            return None
+        _, arity, fn = OPERATORS[op]
+        if i + arity >= len(tokens):
+            return None
+        args = [_operand(t, numbers, results, faithful) for t in tokens[i + 1 : i + 1 + arity]]
+        if any(a is None for a in args):
+            return None
+        try:
+            value = fn(*args)
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            return None  # the official evaluation catches every exception as "no result"
+        if value is None:
+            if not faithful:
+                return None
+            value = False
+        results.append(value)
+        i += arity + 1
+    return results
+
+
+def answer_from_beams(
+    beams: Sequence[Sequence[str] | str],
+    numbers: Sequence[float],
+    options: Sequence[float | None],
+    tol: float = 1e-3,
+    faithful: bool = False,
+) -> int | None:
+    """Pick a multiple-choice answer: the first beam whose program's result is within ``tol`` of an option.
+
+    Args:
+        beams: the generated programs, best first (the official evaluation uses 10 beams).
+        numbers: the problem's numbers.
+        options: the four option values (``choice_nums``; None for a non-numeric option).
+        tol: absolute tolerance (the official 1e-3).
+        faithful: official executor and, among several matching options, the last one.
+
+    Returns:
+        The index of the chosen option, or None when no beam lands on an option.
+
+    Raises:
+        ValueError: ``tol`` is not positive.
+
+    Reference:
+        ``evaluate_calculation`` in UniGeo's ``geo.py``.
+    """
+    if tol <= 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    for beam in beams:
+        res = execute_program(beam, numbers, faithful=faithful)
+        if not res:
+            continue
+        hits = [
+            (abs(res[-1] - o), j) for j, o in enumerate(options) if o is not None and abs(res[-1] - o) < tol
+        ]
+        if hits:
+            return hits[-1][1] if faithful else min(hits)[1]
+    return None
+
+
+def corrupt_spans(text: str, rng: random.Random, mask_ratio: float = 0.3) -> str:
+    """BART-style span masking: ``mask_ratio`` of the words masked, each contiguous run as one ``<mask>``.
+
+    Args:
+        text: space-separated words.
+        rng: the random generator.
+        mask_ratio: fraction of words masked (at least one).
+
+    Returns:
+        The corrupted text.
+
+    Raises:
+        ValueError: empty ``text`` or ``mask_ratio`` outside (0, 1].
+
+    Reference:
+        ``corrupt_bart`` in UniGeo's ``preprocess.py``.
+    """
+    words = text.split()
+    if not words:
+        raise ValueError("text must contain at least one word")
+    if not 0 < mask_ratio <= 1:
+        raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
+    masked = set(rng.sample(range(len(words)), int(max(mask_ratio * len(words), 1))))
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if i not in masked:
+            out.append(w)
+        elif i - 1 not in masked:
+            out.append("<mask>")
+    return " ".join(out)
+
+
+def mep_example(
+    problem: str,
+    solution: str,
+    rng: random.Random | int | None = None,
+    mask_ratio: float = 0.3,
+    p_solving: float = 0.5,
+) -> dict[str, str]:
+    """One MEP pre-training pair: solving prediction (probability ``p_solving``) or span denoising.
+
+    Args:
+        problem: the English problem text (normalised here).
+        solution: the worked solution text (see :func:`solving_tokens`).
+        rng: a ``random.Random`` or a seed.
+        mask_ratio: the denoising mask ratio (the official 0.3).
+        p_solving: probability of the solving-prediction task (the official 0.5).
+
+    Returns:
+        ``{"task", "source", "target"}``: task ``"solving"`` (source ``"solving prediction: <problem>"``,
+        target the ``NS_k`` solution tokens) or ``"denoise"`` (source ``"denoise text: <masked>"``, target
+        the problem).
+
+    Raises:
+        ValueError: ``p_solving`` outside [0, 1].
+
+    Reference:
+        ``GeoPretrainDataset`` in UniGeo's ``pretrain_data.py``.
+    """
+    if not 0 <= p_solving <= 1:
+        raise ValueError(f"p_solving must be in [0, 1], got {p_solving}")
+    rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+    text = normalize_geometry_text(problem)
+    if rng.random() < p_solving:
+        return {
+            "task": "solving",
+            "source": "solving prediction: " + text,
+            "target": " ".join(solving_tokens(solution)[0]),
+        }
+    return {
+        "task": "denoise",
+        "source": "denoise text: " + corrupt_spans(text, rng, mask_ratio),
+        "target": text,
+    }
+
+
+def patch_boxes(patch_num: int = 7):
+    """Geoformer's visual-token boxes: a ``patch_num``² grid of ``(x1, y1, x2, y2, area)`` in [0, 1].
+
+    Args:
+        patch_num: grid side (7 for ResNet-101 layer 4 at 224 px).
+
+    Shape:
+        Returns ``(patch_num², 5)``, row-major over the grid.
+
+    Returns:
+        A float32 tensor.
+
+    Deviations:
+        The official ``get_area`` reads the boxes as ``(x1, x2, y1, y2)`` although they are
+        ``(x1, y1, x2, y2)``, so its "area" column is ``(y2 − x2)(y1 − x1)``; attnkit uses the true area.
+    """
+    import torch
+
+    if patch_num < 1:
+        raise ValueError(f"patch_num must be >= 1, got {patch_num}")
+    i, j = torch.meshgrid(torch.arange(patch_num), torch.arange(patch_num), indexing="ij")
+    x1, y1 = j.flatten() / patch_num, i.flatten() / patch_num  # (P²,)
+    x2, y2 = x1 + 1 / patch_num, y1 + 1 / patch_num
+    return torch.stack([x1, y1, x2, y2, (x2 - x1) * (y2 - y1)], dim=1).float()
+
+
+class GeoformerInputs:
+    """Build Geoformer's encoder inputs from one UniGeo row: prefixed normalised text and box features.
+
+    Args:
+        patch_num: visual grid side (7).
+
+    Reference:
+        ``GeoDataset`` in UniGeo's ``geo_data.py``: prefixes ``"Calculation: "`` and ``"Proving: "``.
+    """
+
+    def __init__(self, patch_num: int = 7):
+        self.patch_num = patch_num
+        self.boxes = patch_boxes(patch_num)  # (P², 5)
+
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Return ``{"form", "source_text", "target_text", "boxes"}`` for a calculation or proving row."""
+        if "manual_program" in row:
+            src = "Calculation: " + normalize_geometry_text(row["English_problem"])
+            return {
+                "form": "calculation",
+                "source_text": src,
+                "target_text": " ".join(row["manual_program"]),
+                "boxes": self.boxes,
+            }
+        if "proving_sequence" in row:
+            src = "Proving: " + row["input_text"]
+            return {
+                "form": "proving",
+                "source_text": src,
+                "target_text": " ".join(row["proving_sequence"]),
+                "boxes": self.boxes,
+            }
+        raise ValueError(
+            "row is neither a UniGeo calculation (manual_program) nor a proving (proving_sequence) row"
+        )
+
+
+def evaluate_unigeo(
+    predictions: Sequence[Sequence[str]],
+    dataset_rows: Sequence[Mapping[str, Any]],
+    calculation_types: Mapping[Any, str] | None = None,
+    faithful: bool = False,
+) -> dict[str, float | int]:
+    """Score Geoformer beams on UniGeo rows in the official format.
+
+    Args:
+        predictions: for each row, its beams (strings, best first).
+        dataset_rows: official rows: calculation rows carry ``numbers``, ``choice_nums``, ``label``
+            (and ``id``); proving rows carry ``proving_sequence`` and ``problem_type``.
+        calculation_types: optional ``{id: "angle" | "length" | "other"}`` (the official
+            ``sub_dataset_dict.pk``) for per-type calculation accuracy.
+        faithful: use the official executor's behaviour.
+
+    Returns:
+        Accuracies in [0, 1] and counts: ``calculation_acc``, ``calculation_no_result``, ``proving_acc``,
+        ``n_calculation``, ``n_proving``, plus ``calculation_<type>`` and ``proving_<type>`` accuracies.
+
+    Raises:
+        ValueError: the two sequences differ in length, or a row is of neither kind.
+
+    Reference:
+        ``geo_evaluation`` in UniGeo's ``geo.py`` (calculation: executed beams; proving: top-k exact match).
+    """
+    if len(predictions) != len(dataset_rows):
+        raise ValueError(
+            f"predictions ({len(predictions)}) and dataset_rows ({len(dataset_rows)}) differ in length"
+        )
+    hits: dict[str, list[float]] = {}
+    for beams, row in zip(predictions, dataset_rows):
+        if "manual_program" in row or "choice_nums" in row:
+            choice = answer_from_beams(beams, row["numbers"], row["choice_nums"], faithful=faithful)
+            ok = float(choice is not None and choice == row["label"])
+            hits.setdefault("calculation_acc", []).append(ok)
+            hits.setdefault("calculation_no_result", []).append(float(choice is None))
+            if calculation_types is not None and row.get("id") in calculation_types:
+                hits.setdefault(f"calculation_{calculation_types[row['id']]}", []).append(ok)
+        elif "proving_sequence" in row:
+            target = list(row["proving_sequence"])
+            ok = float(any(str(b).split() == target for b in beams))
+            hits.setdefault("proving_acc", []).append(ok)
+            kind = (
+                "triangle" if row.get("problem_type") == "proportions" else row.get("problem_type", "unknown")
+            )
+            hits.setdefault(f"proving_{kind}", []).append(ok)
+        else:
+            raise ValueError("a row is neither a UniGeo calculation nor a proving row")
+    out: dict[str, float | int] = {k: sum(v) / len(v) for k, v in hits.items()}
+    out["n_calculation"] = len(hits.get("calculation_acc", []))
+    out["n_proving"] = len(hits.get("proving_acc", []))
+    return out
