@@ -1,0 +1,364 @@
+"""ScaleLong at CPU scale: DDPM training of a tiny U-ViT on real data, LSC variants paired within a seed.
+
+Every arm of a seed trains in lockstep on the same batches, timesteps and noise (one generator stream),
+from the same backbone initialisation; the arms' steps are interleaved, so the per-step cost ratios are
+measured side by side. Sample quality is a proxy FID on a FeatureNet trained here on the same real data.
+
+    python benchmarks/scalelong_ddpm.py --profile quick        # digits 8x8, 1 seed
+    python benchmarks/scalelong_ddpm.py --profile main         # Fashion-MNIST 32x32, 3 seeds + lr-1e-3 stress arm
+
+Writes ``benchmarks/results/scalelong_ddpm_<profile>.{json,md}``, ``..._curves.png``, ``..._samples.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, env_metadata  # noqa: E402
+
+from attnkit._io import atomic_write_text  # noqa: E402
+from attnkit.diffusion import (  # noqa: E402
+    DDPMSchedule,
+    StabilityMonitor,
+    build_backbone,
+    build_optimizer,
+    diffusion_images,
+    feature_module,
+    feature_statistics,
+    frechet_distance,
+    make_ema,
+    save_feature_net,
+    save_image_grid,
+    steps_to_target,
+    train_feature_net,
+)
+
+ARMS = {  # name: (lsc_scaling, kappa)
+    "none": ("none", 0.5),
+    "sqrt2": ("sqrt2", 0.5),
+    "cs0.5": ("cs", 0.5),
+    "cs0.7": ("cs", 0.7),
+    "ls": ("ls", 0.5),
+    "ls_nonshared": ("ls_nonshared", 0.5),
+}
+PROFILES = {
+    "quick": dict(
+        dataset="digits",
+        pad_to=None,
+        patch_size=2,
+        seeds=[0],
+        steps=300,
+        subset=None,
+        eval_every=100,
+        feature_epochs=30,
+        stress_seeds=[0],
+        stress_arms=["none", "cs0.5"],
+    ),
+    "main": dict(
+        dataset="fashion-mnist",
+        pad_to=32,
+        patch_size=8,
+        seeds=[0, 1, 2],
+        steps=400,
+        subset=10000,
+        feature_epochs=3,
+        eval_every=100,
+        stress_seeds=[0],
+        stress_arms=["none", "cs0.5"],
+    ),
+}
+METRICS = [
+    "loss_oscillation",
+    "grad_norm_spread",
+    "feature_norm_final",
+    "feature_norm_slope",
+    "proxy_fid_final",
+]
+
+
+def run_seed(seed, arms, args, data, ref_stats, feat_net, lr, tag):
+    """Train every arm of one seed in lockstep; returns per-arm summaries, curves and timings."""
+    x_all = data
+    sched = DDPMSchedule(clip_sample=True)
+    img = x_all.shape[-1]
+    runs = {}
+    for name in arms:
+        lsc, kappa = ARMS[name]
+        torch.manual_seed(seed)  # the same backbone init for every arm (LS gates are built afterwards)
+        model = build_backbone(
+            args.backbone,
+            img_size=img,
+            in_chans=x_all.shape[1],
+            lsc_scaling=lsc,
+            kappa=kappa,
+            patch_size=args.patch_size,
+        )
+        opt, lr_sched = build_optimizer(model, lr=lr, warmup_steps=args.warmup)
+        pg = torch.Generator().manual_seed(10_000 + seed)
+        px = x_all[torch.randint(0, len(x_all), (32,), generator=pg)]
+        pt, pn = sched.draw(px, pg)
+        mon = StabilityMonitor(
+            model, feature_module(model), (px, pt, pn), every=args.probe_every, schedule=sched
+        )
+        runs[name] = dict(
+            model=model, opt=opt, sched=lr_sched, ema=make_ema(model, args.ema), mon=mon, time=0.0
+        )
+    g = torch.Generator().manual_seed(seed)
+    for step in range(1, args.steps + 1):
+        x0 = x_all[torch.randint(0, len(x_all), (args.batch_size,), generator=g)]
+        t, noise = sched.draw(x0, g)
+        for name in arms:  # interleaved: every arm does this step before any does the next
+            r = runs[name]
+            t0 = time.perf_counter()
+            loss = sched.loss(r["model"], x0, t=t, noise=noise)
+            r["opt"].zero_grad(set_to_none=True)
+            loss.backward()
+            r["time"] += time.perf_counter() - t0
+            r["mon"].record(loss.detach(), step=step - 1)
+            t0 = time.perf_counter()
+            r["opt"].step()
+            r["sched"].step()
+            r["ema"].update_parameters(r["model"])
+            r["time"] += time.perf_counter() - t0
+        if step % args.eval_every == 0 or step == args.steps:
+            for name in arms:
+                r = runs[name]
+                gs = torch.Generator().manual_seed(20_000 + seed)  # the same x_T for every arm
+                s = sched.sample(
+                    r["ema"].module,
+                    (args.eval_samples, *x_all.shape[1:]),
+                    num_inference_steps=args.sample_steps,
+                    generator=gs,
+                )
+                mu, sig = feature_statistics(s, feat_net)
+                r["mon"].record_eval(step, frechet_distance(mu, sig, *ref_stats))
+                if step == args.steps:
+                    r["samples"] = s[:64].clone()
+            print(
+                f"[{tag} seed {seed}] step {step}: "
+                + ", ".join(
+                    f"{n} fid {runs[n]['mon'].evals[-1][1]:.2f} loss {np.mean(runs[n]['mon'].loss[-20:]):.4f}"
+                    for n in arms
+                ),
+                flush=True,
+            )
+    window = 100 if args.steps >= 1000 else 50
+    out = {}
+    for name in arms:
+        r = runs[name]
+        m = r["mon"]
+        out[name] = dict(
+            summary=m.summary(window=window),
+            evals=m.evals,
+            feature_norm=m.feature_norm,
+            grad_norm=m.grad_norm,
+            loss=m.loss,
+            time_per_step_s=r["time"] / args.steps,
+            params=sum(p.numel() for p in r["model"].parameters()),
+            samples=r.get("samples"),
+        )
+    best_final = min(out[n]["summary"]["proxy_fid_final"] for n in arms)
+    for name in arms:
+        out[name]["steps_to_fid"] = steps_to_target(out[name]["evals"], 1.1 * best_final)
+    return out
+
+
+def aggregate(per_seed, arms):
+    """Ratios against "none" within each seed, then mean ± std over seeds."""
+    rows = []
+    for name in arms:
+        row = {"arm": name}
+        for k in METRICS:
+            vals = [
+                s[name]["summary"][k] / s["none"]["summary"][k] if s["none"]["summary"][k] else float("nan")
+                for s in per_seed
+            ]
+            raw = [s[name]["summary"][k] for s in per_seed]
+            row[k] = (float(np.mean(vals)), float(np.std(vals)), float(np.mean(raw)))
+        spikes = [s[name]["summary"]["grad_norm_spikes"] for s in per_seed]
+        row["grad_norm_spikes"] = (float(np.mean(spikes)), float(np.std(spikes)))
+        cost = [s[name]["time_per_step_s"] / s["none"]["time_per_step_s"] for s in per_seed]
+        row["cost"] = (float(np.mean(cost)), float(np.std(cost)))
+        stf = [s[name]["steps_to_fid"] for s in per_seed]
+        row["steps_to_fid"] = stf
+        acc = [
+            s["none"]["steps_to_fid"] / v if (v and s["none"]["steps_to_fid"]) else None
+            for v, s in zip(stf, per_seed, strict=True)
+        ]
+        row["accel"] = acc
+        row["fid_abs"] = [s[name]["summary"]["proxy_fid_final"] for s in per_seed]
+        row["params"] = per_seed[0][name]["params"]
+        rows.append(row)
+    return rows
+
+
+def table(rows, n_seeds):
+    def ms(v):
+        return f"{v[0]:.3f} ± {v[1]:.3f}" if n_seeds > 1 else f"{v[0]:.3f}"
+
+    head = (
+        "| arm | params | loss osc. | grad spread | grad spikes (count) | feat. norm final | feat. slope | "
+        "proxy FID (ratio) | proxy FID (abs, mean) | steps to 1.1×best | none/arm steps | step cost |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        stf = ", ".join("—" if v is None else str(v) for v in r["steps_to_fid"])
+        acc = ", ".join("—" if v is None else f"{v:.2f}" for v in r["accel"])
+        lines.append(
+            f"| {r['arm']} | {r['params']:,} | {ms(r['loss_oscillation'])} | {ms(r['grad_norm_spread'])} | "
+            f"{ms(r['grad_norm_spikes'])} | {ms(r['feature_norm_final'])} | {ms(r['feature_norm_slope'])} | "
+            f"{ms(r['proxy_fid_final'])} | {r['proxy_fid_final'][2]:.2f} | {stf} | {acc} | {ms(r['cost'])} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(per_seed, arms, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.2))
+    s0 = per_seed[0]
+    for name in arms:
+        d = s0[name]
+        st, v = zip(*d["feature_norm"], strict=True)
+        ax[0].plot(st, v, label=name)
+        gn = np.asarray(d["grad_norm"])
+        k = 20
+        ax[1].plot(np.arange(k - 1, len(gn)), np.convolve(gn, np.ones(k) / k, "valid"), label=name)
+        ls = np.asarray(d["loss"])
+        ax[2].plot(np.arange(k - 1, len(ls)), np.convolve(ls, np.ones(k) / k, "valid"), label=name)
+        fid = np.mean([[v for _, v in s[name]["evals"]] for s in per_seed], axis=0)
+        ax[3].plot([st for st, _ in d["evals"]], fid, marker="o", label=name)
+    for a, t in zip(
+        ax,
+        [
+            "probe feature norm (seed 0)",
+            "grad norm, 20-step mean (seed 0)",
+            "loss, 20-step mean (seed 0)",
+            "proxy FID of EMA samples (mean over seeds)",
+        ],
+        strict=True,
+    ):
+        a.set_title(t)
+        a.set_xlabel("step")
+        a.legend(fontsize=7)
+    ax[2].set_yscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=90)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", choices=list(PROFILES), default="quick")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--arms", nargs="+", default=list(ARMS))
+    p.add_argument("--backbone", default="uvit-tiny")
+    p.add_argument("--patch-size", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--stress-lr", type=float, default=1e-3)
+    p.add_argument("--no-stress", action="store_true")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-samples", type=int, default=256)
+    p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--probe-every", type=int, default=10)
+    p.add_argument("--feature-epochs", type=int)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    a = p.parse_args(argv)
+    prof = PROFILES[a.profile]
+    a.steps = a.steps or prof["steps"]
+    a.seeds = a.seeds if a.seeds is not None else prof["seeds"]
+    a.eval_every = a.eval_every or prof["eval_every"]
+    a.patch_size = a.patch_size or prof["patch_size"]
+    a.feature_epochs = a.feature_epochs or prof["feature_epochs"]
+    torch.set_num_threads(1)
+    t_start = time.time()
+    x_tr, y_tr = diffusion_images(prof["dataset"], "train", subset=prof["subset"], pad_to=prof["pad_to"])
+    x_te, y_te = diffusion_images(prof["dataset"], "test", pad_to=prof["pad_to"])
+    feat_net, acc = train_feature_net(x_tr, y_tr, x_te, y_te, epochs=a.feature_epochs)
+    stem = f"scalelong_ddpm_{a.profile}"
+    save_feature_net(
+        feat_net, acc, a.out / f"{stem}_featurenet.pt", notes=f"{prof['dataset']} {tuple(x_tr.shape)}"
+    )
+    ref = feature_statistics(x_tr, feat_net)
+    floor_idx = torch.randperm(len(x_te), generator=torch.Generator().manual_seed(0))[: a.eval_samples]
+    floor = frechet_distance(*feature_statistics(x_te[floor_idx], feat_net), *ref)
+    print(
+        f"FeatureNet test accuracy {acc:.4f}; real-vs-real proxy FID floor ({a.eval_samples} test images "
+        f"vs {len(x_tr)} train) {floor:.3f}; setup {time.time() - t_start:.0f}s",
+        flush=True,
+    )
+    result = dict(
+        profile=a.profile,
+        dataset=prof["dataset"],
+        args={k: str(v) for k, v in vars(a).items()},
+        env=env_metadata(),
+        feature_net_accuracy=acc,
+        fid_floor=floor,
+        n_train=len(x_tr),
+    )
+    phases = [("main", a.seeds, a.arms, a.lr)]
+    if not a.no_stress:
+        phases.append(("stress", prof["stress_seeds"], prof["stress_arms"], a.stress_lr))
+    md = []
+    for tag, seeds, arms, lr in phases:
+        per_seed = []
+        for seed in seeds:
+            per_seed.append(run_seed(seed, arms, a, x_tr, ref, feat_net, lr, tag))
+            result[tag] = dict(
+                lr=lr,
+                seeds=seeds[: len(per_seed)],
+                rows=aggregate(per_seed, arms),
+                per_seed=[
+                    {n: {k: v for k, v in d.items() if k != "samples"} for n, d in s.items()}
+                    for s in per_seed
+                ],
+            )
+            result["wall_s"] = time.time() - t_start
+            atomic_write_text(a.out / f"{stem}.json", json.dumps(result, indent=1, default=str))
+        rows = result[tag]["rows"]
+        md.append(
+            f"### {tag}: lr {lr}, seeds {seeds}, {a.steps} steps, batch {a.batch_size}\n\n"
+            + table(rows, len(seeds))
+        )
+        plot(per_seed, arms, a.out / f"{stem}_{tag}_curves.png", f"{prof['dataset']} {tag} lr {lr}")
+        if tag == "main":
+            best = min(rows, key=lambda r: r["proxy_fid_final"][2])["arm"]
+            save_image_grid(per_seed[0][best]["samples"], a.out / f"{stem}_samples_{best}.png")
+            save_image_grid(x_te[floor_idx[:64]], a.out / f"{stem}_real.png")
+            result["best_arm"] = best
+    result["wall_s"] = time.time() - t_start
+    atomic_write_text(a.out / f"{stem}.json", json.dumps(result, indent=1, default=str))
+    header = (
+        f"ScaleLong CPU experiment, profile {a.profile}: {prof['dataset']} {tuple(x_tr.shape[1:])}, "
+        f"{len(x_tr)} train images, {a.backbone} patch {a.patch_size}; FeatureNet test accuracy {acc:.4f}; "
+        f"real-vs-real proxy FID floor {floor:.3f}; {a.eval_samples} EMA samples, DDIM-{a.sample_steps}; "
+        f"wall {result['wall_s'] / 60:.1f} min on 1 thread of a shared, loaded 2-core CPU.\n"
+        "Ratios are arm / none within a seed (mean ± std over seeds); 'none/arm steps' > 1 means the arm "
+        "reached 1.1 × the seed's best final proxy FID in fewer steps.\n\n"
+    )
+    atomic_write_text(a.out / f"{stem}.md", header + "\n\n".join(md) + "\n")
+    print(header + "\n\n".join(md), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Diffusion in attnkit: ScaleLong on U-ViT and diffusers UNets, DDPM, proxy FID, stability diagnostics.
+
+ScaleLong's long-skip scaling, DDPM training on diffusers' schedulers, offline sample quality (proxy FID)
+and training-stability diagnostics.
+
+Three lines apply ScaleLong to a diffusers UNet you already have::
+
+    from attnkit.diffusion import apply_scalelong
+    handle = apply_scalelong(unet, "cs", kappa=0.5)   # skip i multiplied by 0.5**(i-1), outermost first
+    ...; handle.remove()                              # back to the plain UNet, bit for bit
+
+diffusers is the optional extra ``attnkit[diffusion]``; it is imported only where it is needed.
+
+Reference:
+    ScaleLong, Huang et al., NeurIPS 2023, arXiv 2310.13545, https://github.com/sail-sg/ScaleLong.
+"""
+
+from .data import diffusion_images
+from .ddpm import DDPMSchedule, ddpm_loss
+from .diagnostics import SUMMARY_KEYS, StabilityMonitor, steps_to_target
+from .metrics import (
+    FeatureNet,
+    feature_statistics,
+    frechet_distance,
+    load_feature_net,
+    proxy_fid,
+    save_feature_net,
+    train_feature_net,
+)
+from .recipe import BACKBONES, build_backbone, build_optimizer, feature_module, make_ema, save_image_grid
+from .scalelong import LSC_SCALINGS, LSCGate, ScaleLongHandle, apply_scalelong, lsc_coefficients
+from .uvit import UViT, timestep_embedding, uvit_small_cifar10, uvit_tiny
+
+__all__ = [
+    # ScaleLong
+    "LSC_SCALINGS",
+    "lsc_coefficients",
+    "LSCGate",
+    "apply_scalelong",
+    "ScaleLongHandle",
+    # backbones
+    "UViT",
+    "uvit_small_cifar10",
+    "uvit_tiny",
+    "timestep_embedding",
+    "BACKBONES",
+    "build_backbone",
+    "feature_module",
+    # DDPM on diffusers' schedulers
+    "DDPMSchedule",
+    "ddpm_loss",
+    # training pieces
+    "build_optimizer",
+    "make_ema",
+    "diffusion_images",
+    "save_image_grid",
+    # sample quality
+    "frechet_distance",
+    "feature_statistics",
+    "proxy_fid",
+    "FeatureNet",
+    "train_feature_net",
+    "save_feature_net",
+    "load_feature_net",
+    # diagnostics
+    "StabilityMonitor",
+    "steps_to_target",
+    "SUMMARY_KEYS",
+]
