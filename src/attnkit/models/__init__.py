@@ -2,12 +2,42 @@
 
 from ._registry import create_model, get_model_fn, list_models, register_model
 from ._resnet import BasicBlock, Bottleneck, ClassifierHead, PreActBottleneck, ResNet, ResStage, ShortcutA
-from ._scheme import format_scheme, parse_scheme
+from ._scheme import (
+    EAN_SCHEMES,
+    SCHEME_ALIASES,
+    SCHEME_WORDS,
+    ConnectionScheme,
+    format_scheme,
+    list_schemes,
+    official_scheme,
+    parse_scheme,
+)
+from .surgery import AttachedStage, BlockAdapter, attach, detach, find_stages, register_block_adapter
 from .aux import collect_aux_losses, total_aux_loss
+from .pretrained import (
+    WeightsReport,
+    from_pretrained,
+    load_pretrained,
+    load_timm_weights,
+    load_torchvision_weights,
+    save_pretrained,
+)
 from .resnet import imagenet_resnet
 from .resnet_cifar import cifar_resnet
 
 __all__ = [
+    "attach",
+    "detach",
+    "find_stages",
+    "register_block_adapter",
+    "AttachedStage",
+    "BlockAdapter",
+    "WeightsReport",
+    "load_pretrained",
+    "load_torchvision_weights",
+    "load_timm_weights",
+    "save_pretrained",
+    "from_pretrained",
     "create_model",
     "get_model_fn",
     "list_models",
@@ -19,6 +49,12 @@ __all__ = [
     "ResNet",
     "ResStage",
     "ShortcutA",
+    "ConnectionScheme",
+    "EAN_SCHEMES",
+    "SCHEME_ALIASES",
+    "SCHEME_WORDS",
+    "list_schemes",
+    "official_scheme",
     "parse_scheme",
     "format_scheme",
     "collect_aux_losses",

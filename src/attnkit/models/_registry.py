@@ -7,31 +7,37 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["register_model", "create_model", "list_models", "get_model_fn"]
+from .._registry import Registry
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_fn"]
+
+#: The model registry (a :class:`attnkit._registry.Registry`); use the functions below.
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
-    """Register a model builder (decorator). The builder takes keyword-only arguments.
+    """Register a model builder (decorator, with or without arguments). The builder takes keyword-only arguments.
+
+    Args:
+        fn: the builder (when used as ``@register_model``).
+        name: the registry name (default: the builder's ``__name__``, lower case).
+
+    Returns:
+        The builder unchanged (or a decorator when ``fn`` is None).
 
     Raises:
         ValueError: the name is already registered.
     """
 
     def _do(f):
-        key = (name or f.__name__).lower()
-        if key in _MODELS:
-            raise ValueError(f"model {key!r} is already registered")
-        _MODELS[key] = f
-        return f
+        return MODELS.add(name or f.__name__, f)
 
     return _do if fn is None else _do(fn)
 
 
 def list_models() -> list[str]:
     """Sorted names of the registered models."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def get_model_fn(name: str) -> Callable[..., nn.Module]:
@@ -40,13 +46,10 @@ def get_model_fn(name: str) -> Callable[..., nn.Module]:
     Raises:
         ValueError: unknown name; the message lists the registered models.
     """
-    key = str(name).lower()
-    if key not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
-    return _MODELS[key]
+    return MODELS.get(name)
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, pretrained: Any = None, **kwargs: Any) -> nn.Module:
     """Build a registered backbone with optional channel attention.
 
     Args:
@@ -56,12 +59,22 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             ``attn_kwargs``, ``sharing``, ``scheme``, ``norm_layer``, ``last_norm_layer``,
             ``zero_init_residual`` and the family options (``shortcut``, ``extra_bn``, ``conv_bias``,
             ``stride_in_1x1``). See :class:`attnkit.models.ResNet`.
+        pretrained: weights to load: a folder written by :func:`attnkit.models.save_pretrained`, a
+            torchvision/timm ResNet state dict, or a path to one (see
+            :func:`attnkit.models.load_pretrained`); attention parameters keep their initialisation.
 
     Returns:
-        The model, an ``nn.Module`` mapping ``(N, in_chans, H, W) -> (N, num_classes)``.
+        The model, an ``nn.Module`` mapping ``(N, in_chans, H, W) -> (N, num_classes)``. Its name and
+        arguments are recorded in ``model.attnkit_cfg`` (used by ``save_pretrained``).
 
     Raises:
         ValueError: unknown model or attention name, bad ``sharing``/``scheme``/``attn_kwargs``.
         TypeError: an option the model family does not have.
     """
-    return get_model_fn(name)(**kwargs)
+    model = get_model_fn(name)(**kwargs)
+    model.attnkit_cfg = {"model": str(name).lower(), **kwargs}
+    if pretrained is not None:
+        from .pretrained import load_pretrained
+
+        model.pretrained_report = load_pretrained(model, pretrained)
+    return model

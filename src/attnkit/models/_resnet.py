@@ -23,6 +23,7 @@ from torch import nn
 
 from ..attention import resolve_attn
 from ._scheme import format_scheme, parse_scheme
+from .timm_api import TimmModelAPI
 
 __all__ = [
     "BasicBlock",
@@ -300,7 +301,7 @@ class ClassifierHead(nn.Module):
         return x if pre_logits else self.fc(x)
 
 
-class ResNet(nn.Module):
+class ResNet(TimmModelAPI, nn.Module):
     """A ResNet backbone with pluggable channel attention (built by :func:`build_resnet`).
 
     Attributes:
@@ -374,7 +375,7 @@ class ResNet(nn.Module):
             )
         x = self.stem(x)
         for stage in self.stages:
-            x = stage(x)
+            x = self.run_stage(stage, x)
         return self.final_norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
