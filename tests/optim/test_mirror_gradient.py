@@ -84,7 +84,7 @@ def test_counter_epoch_restarts_and_global_follows_algorithm1():
     ep = MirrorGradient(torch.optim.SGD([theta], lr=0.0), beta=3, counter="epoch")
     gl = MirrorGradient(torch.optim.SGD([theta], lr=0.0), beta=3, counter="global")
     seq_ep, seq_gl = [], []
-    for epoch in range(2):
+    for _epoch in range(2):
         ep.epoch_start()
         for _ in range(4):  # 4 batches per epoch: not a multiple of beta
             seq_ep.append(ep.next_is_mirror)
