@@ -1,5 +1,5 @@
 """Small helpers shared by the benchmark scripts: result folder, environment metadata, markdown tables,
-and writing JSON/CSV/markdown result files (through :func:`attnkit.profile.write_results`).
+and writing JSON/CSV/markdown result files (through :func:`attnkit.measure.write_results`).
 
 Scripts in ``benchmarks/`` import this module as ``from _common import ...`` (the script's folder is on
 ``sys.path`` when run as ``python benchmarks/<script>.py``).
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from attnkit.profile import environment, write_results
+from attnkit.measure import environment, write_results
 
 __all__ = ["RESULTS_DIR", "env_metadata", "markdown_table", "write_outputs", "fmt_m", "fmt_ratio"]
 
@@ -25,7 +25,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def env_metadata(device: str | torch.device = "cpu", num_threads: int | None = None) -> dict[str, Any]:
-    """Environment of a benchmark run: :func:`attnkit.profile.environment` plus threads, CPU count,
+    """Environment of a benchmark run: :func:`attnkit.measure.environment` plus threads, CPU count,
     platform and the command line.
 
     Args:

@@ -1,6 +1,6 @@
 """Is a deployed ASR(SE) ResNet-164 as fast as the plain one? A noise-floor check for asr_latency.py.
 
-Times three models interleaved in one process (``attnkit.profile.compare``): the plain ResNet-164, an
+Times three models interleaved in one process (``attnkit.measure.compare_latency``): the plain ResNet-164, an
 identical deep copy of it (the noise floor: its ratio should be 1.0), and ASR(SE) after
 ``attnkit.reparameterize_model`` loaded with the plain weights (same module types, same weights). A
 deployed ratio within the copy's spread means deployment costs nothing.
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import attnkit
-from attnkit.profile import compare
+from attnkit.measure import compare_latency
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     dep.load_state_dict(plain.state_dict())
     rows = []
     for t in a.threads:
-        r = compare(
+        r = compare_latency(
             {"plain": plain, "plain_copy": copy.deepcopy(plain), "asr_deployed": dep},
             (a.batch, 3, 32, 32),
             rounds=a.rounds,

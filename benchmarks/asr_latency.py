@@ -1,6 +1,6 @@
 """ASR latency: plain vs SE vs ASR(SE)-deployed vs ASR(SE)+SE-deployed, side by side (interleaved).
 
-Uses :func:`attnkit.profile.compare` (interleaved rounds, ratio = median over rounds of per-round median
+Uses :func:`attnkit.measure.compare_latency` (interleaved rounds, ratio = median over rounds of per-round median
 ratios to the plain model). Writes ``benchmarks/results/asr_latency.{json,md}``.
 
     python benchmarks/asr_latency.py            # resnet164 32x32 batch 128, resnet50 224x224 batch 8
@@ -23,7 +23,7 @@ import torch
 
 import attnkit
 from attnkit.attention.asr import asr_norm_layer
-from attnkit.profile import compare
+from attnkit.measure import compare_latency
 from attnkit.reparam import reparameterize_model
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds, mrt = a.rounds or rounds, a.min_run_time or mrt
     results, lines, ok = [], ["# ASR latency (ratios to plain, interleaved in one run)", ""], True
     for name, nc, size in cases:
-        rep = compare(
+        rep = compare_latency(
             _models(name, nc), size, rounds=rounds, min_run_time=mrt, warmup=3, num_threads=a.threads
         )
         lines += [f"## {name}, input {tuple(size)}", "", rep.to_markdown(), ""]

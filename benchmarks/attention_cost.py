@@ -3,8 +3,8 @@
 For each backbone (ResNet-164 at 32×32 with a CIFAR-100 head, ResNet-50 at 224×224 with 1000 classes)
 this script builds the plain net and one net per module in ``attnkit.list_attn()`` (so modules added
 later are included automatically; a module that cannot build on a backbone is skipped with the reason
-printed), counts params and MACs with :func:`attnkit.profile.profile`, and times them against the plain net
-**side by side, interleaved, in one process** with :func:`attnkit.profile.compare`: by default each
+printed), counts params and MACs with :func:`attnkit.measure.profile`, and times them against the plain net
+**side by side, interleaved, in one process** with :func:`attnkit.measure.compare_latency`: by default each
 module (with its deployed form) against its own interleaved plain baseline (``--grouping pair``, short
 rounds, so load drift on a shared machine cancels better), or all models at once (``--grouping all``). Modules that
 re-parameterise (ASR) get a second row with the deployed (fused) form. Results go to
@@ -34,7 +34,7 @@ from _common import env_metadata, fmt_m, fmt_ratio, markdown_table, write_output
 from torch import nn
 
 from attnkit import create_model, get_attn, list_attn
-from attnkit.profile import compare, profile, result_filename
+from attnkit.measure import compare_latency, profile, result_filename
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,17 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
     shape = (batch, *size)
     res: dict[str, dict[str, Any]] = {}
     if args.grouping == "all":
-        cmp = compare(models, shape, **timing)
+        cmp = compare_latency(models, shape, **timing)
         res = {k: cmp[k] for k in models}
     else:  # plain vs one module (and its deployed form): short rounds, so load drift cancels better
         plain_rows = []
         for attn in dict.fromkeys(m["attn"] for m in info.values() if m["attn"]):
             group = {"plain": models["plain"], **{k: models[k] for k, m in info.items() if m["attn"] == attn}}
-            cmp = compare(group, shape, **timing)
+            cmp = compare_latency(group, shape, **timing)
             plain_rows.append(cmp["plain"])
             res.update({k: cmp[k] for k in group if k != "plain"})
         if not plain_rows:
-            plain_rows.append(compare({"plain": models["plain"]}, shape, **timing)["plain"])
+            plain_rows.append(compare_latency({"plain": models["plain"]}, shape, **timing)["plain"])
         mid = sorted(plain_rows, key=lambda r: r["median_ms"])[len(plain_rows) // 2]
         res["plain"] = mid  # the median of the baseline's timings over all groups; ratio 1.0
     print(f"  timed {len(models)} models ({args.grouping}) in {time.perf_counter() - t0:.1f} s", flush=True)

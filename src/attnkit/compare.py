@@ -180,8 +180,7 @@ def run_compare(
         ValueError: no variants.
     """
     from .data import build as build_data
-    from .profile import compare as compare_latency
-    from .profile import profile
+    from .measure import compare_latency, profile
     from .train import build_model, fit
 
     if not variants:
@@ -233,7 +232,7 @@ def run_compare(
     base_params = rows[0]["params"]
     for r in rows:
         r["params_delta"] = r["params"] - base_params
-        r["latency_ms"] = r["latency_ratio"] = None
+        r["latency_ms"] = r["latency_ratio"] = r["latency_ratio_low"] = r["latency_ratio_high"] = None
     if latency:
         rounds = 5
         lat = compare_latency(
@@ -243,8 +242,10 @@ def run_compare(
             min_run_time=latency_min_run_time * rounds,
         )
         for r in rows:
-            r["latency_ms"] = lat.reports[r["variant"]].median_ms
+            r["latency_ms"] = lat.reports[r["variant"]].median_ms  # ratio × the first row's ms: they agree
             r["latency_ratio"] = lat.ratios[r["variant"]]
+            spread = lat.summaries[r["variant"]]
+            r["latency_ratio_low"], r["latency_ratio_high"] = spread.low, spread.high
     title = (
         f"{base.model} on {base.dataset}, {base.epochs} epochs, seed {base.seed}"
         + (f", train subset {base.train_subset}" if base.train_subset else "")
@@ -256,7 +257,8 @@ def run_compare(
         f"# attnkit compare\n\n{title}\n\n{table}\n\n"
         "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "
         "final = last epoch. MACs per image at the dataset resolution; latency = median of "
-        f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n",
+        f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n"
+        + (f"\n{lat.footer()}\n" if latency else ""),
     )
     atomic_write_text(out / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2))
     atomic_write_csv(out / "compare.csv", list(rows[0].keys()), rows)

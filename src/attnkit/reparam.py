@@ -212,7 +212,9 @@ def reparameterize_model(model: nn.Module, inplace: bool = False, *, fold_bn: bo
             no longer loadable into the plain backbone's ``state_dict`` layout.
 
     Returns:
-        The deploy model, in eval mode. For ``create_model(name, attn="asr")`` its ``state_dict`` loads
+        The deploy model, in eval mode, marked ``attnkit_form = "deployed"`` (so that
+        ``attnkit.profile`` and the timing functions report ``form="deployed"``). For
+        ``create_model(name, attn="asr")`` its ``state_dict`` loads
         into ``create_model(name)`` with ``strict=True`` and it has the plain parameter count
         (ResNet-164/100: 1,727,284); for the use-both variant it loads into ``create_model(name,
         attn="se")``.
@@ -231,4 +233,5 @@ def reparameterize_model(model: nn.Module, inplace: bool = False, *, fold_bn: bo
         _fold_scales(model)
     if fold_bn:
         fold_batchnorm(model, inplace=True)
+    model.attnkit_form = "deployed"  # read by attnkit.measure: reports of this model say form="deployed"
     return model.eval()

@@ -1,5 +1,4 @@
-"""The EAN controller: policy init, REINFORCE/replay losses, synthetic convergence, caching, resume
-(EAN spec §5, acceptance checks 19–25)."""
+"""The EAN controller: policy init, REINFORCE/replay losses, synthetic convergence, caching, resume."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""End to end: supernet → search on real data, resume from checkpoints, CLI (EAN spec acceptance 25–26)."""
+"""End to end: supernet → search on real data, resume from checkpoints, CLI."""
 
 import dataclasses
 import json

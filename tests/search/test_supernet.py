@@ -1,5 +1,4 @@
-"""Supernet: one random scheme per forward call, held-out split, frozen evaluator (EAN spec §4,
-acceptance checks 17–18)."""
+"""Supernet: one random scheme per forward call, held-out split, frozen evaluator."""
 
 import pytest
 import torch

@@ -11,36 +11,23 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
 
-__all__ = ["add_arguments", "main", "parse_kwargs"]
-
-
-def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
-    """Parse ``["k=v", ...]`` into a dict; each value by ``ast.literal_eval`` (a bare word stays a string).
-
-    Raises:
-        ValueError: an item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--attn-kwargs expects key=value items, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k.strip()] = v
-    return out
+__all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``attnkit profile`` options to ``parser``."""
+    """Add the ``attnkit profile`` options to ``parser``.
+
+    Args:
+        parser: the sub-command's parser.
+    """
+    from attnkit.train.config import parse_kv
+
     parser.add_argument("model", help="a registered model name (see attnkit.list_models())")
     parser.add_argument(
         "--attn", default=None, help="attention module name (see attnkit.list_attn()); default none"
@@ -48,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attn-kwargs",
         nargs="*",
+        type=parse_kv,
         default=[],
         metavar="K=V",
         help="attention constructor options, values parsed as Python literals",
@@ -58,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["block", "stage"],
         help="one module per block or one shared per stage (default: the module's own)",
     )
-    parser.add_argument("--scheme", default=None, help='connection scheme such as "110|0011|110010|011"')
+    parser.add_argument(
+        "--scheme",
+        default=None,
+        help='connection scheme: "110|0011|110010|011", the bits without bars, all/full, none/empty, or an '
+        "official name (see attnkit search --list-schemes)",
+    )
     parser.add_argument(
         "--num-classes", type=int, default=None, help="classifier outputs (default: the model's)"
     )
@@ -78,7 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--elementwise", action="store_true", help="add the opt-in element-wise FLOP estimate"
     )
-    parser.add_argument("--reparam", action="store_true", help="profile the re-parameterised (deployed) form")
+    parser.add_argument(
+        "--reparam",
+        action="store_true",
+        help="profile and time attnkit.reparameterize_model(model), the deployed (fused) form",
+    )
     parser.add_argument(
         "--depth", type=int, default=2, help="module depth of the per-module table (default 2)"
     )
@@ -127,15 +124,16 @@ def _existing_rows(path: Path) -> list[dict[str, Any]]:
 
 def _rows_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| Model | Batch | Input | Params (M) | MACs (M) | FLOPs (M) | Median (ms) | IQR (ms) | Samples/s | Time (UTC) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Model | Form | Batch | Input | Params (M) | MACs (M) | FLOPs (M) | Median (ms) | IQR (ms) | Samples/s "
+        "| Threads | Load avg | Time (UTC) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r.get('name')} | {r.get('batch')} | {r.get('height')}×{r.get('width')} | "
+            f"| {r.get('name')} | {r.get('form')} | {r.get('batch')} | {r.get('height')}×{r.get('width')} | "
             f"{r.get('params', 0) / 1e6:.3f} | {r.get('macs', 0) / 1e6:.2f} | {r.get('flops', 0) / 1e6:.2f} | "
             f"{r.get('median_ms', 0):.3f} | {r.get('iqr_ms', 0):.3f} | {r.get('samples_per_s', 0):.1f} | "
-            f"{r.get('timestamp_utc')} |"
+            f"{r.get('num_threads')} | {r.get('load_avg_1m')} | {r.get('timestamp_utc')} |"
         )
     lines += [
         "",
@@ -146,22 +144,33 @@ def _rows_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Build the model, print its profile (and latency); return the exit code (0 ok, 2 bad input)."""
+    """Build the model, print its profile (and latency).
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0 on success, 2 on bad input.
+    """
     import sys
 
     from attnkit import create_model
-    from attnkit.profile import measure_latency, profile, result_filename, write_results
+    from attnkit.measure import measure_latency, profile, result_filename, write_results
 
     try:
         kw: dict[str, Any] = {}
         if args.attn is not None:
             kw["attn"] = args.attn
         if args.attn_kwargs:
-            kw["attn_kwargs"] = parse_kwargs(args.attn_kwargs)
+            kw["attn_kwargs"] = dict(args.attn_kwargs)
         for name in ("sharing", "scheme", "num_classes", "in_chans"):
             if getattr(args, name) is not None:
                 kw[name] = getattr(args, name)
         model = create_model(args.model, **kw)
+        if args.reparam:
+            from attnkit.reparam import reparameterize_model
+
+            model = reparameterize_model(model)
         size = args.img_size or [_default_img_size(args.model)]
         if len(size) not in (1, 2):
             raise ValueError(f"--img-size takes one value or two (H W), got {size}")
@@ -173,7 +182,6 @@ def main(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             backward=args.backward,
             depth=args.depth,
-            reparam=args.reparam,
             elementwise=args.elementwise,
         )
     except (ValueError, TypeError, ImportError) as e:
@@ -192,7 +200,6 @@ def main(args: argparse.Namespace) -> int:
                 precision=args.precision,
                 channels_last=args.channels_last,
                 compile=args.compile,
-                reparam=args.reparam,
                 warmup=args.warmup,
                 min_run_time=args.min_run_time,
                 num_threads=args.threads,

@@ -152,7 +152,7 @@ def _measure(
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"params": sum(p.numel() for p in net.parameters())}
     try:
-        from attnkit.profile import measure_latency, profile
+        from attnkit.measure import measure_latency, profile
     except ImportError:  # pragma: no cover - profile.py is part of the package
         profile = measure_latency = None
     if profile is not None:

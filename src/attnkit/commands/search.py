@@ -1,4 +1,4 @@
-"""``attnkit search``: EAN / lottery-ticket search of where attention should connect.
+r"""``attnkit search``: EAN / lottery-ticket search of where attention should connect.
 
 Runs the three phases in one resumable run folder: supernet training (one shared module per stage, a
 random connection scheme per mini-batch), the REINFORCE controller search on the frozen supernet over a
@@ -22,7 +22,7 @@ import json
 __all__ = ["add_arguments", "main", "PRESETS"]
 
 PRESETS: dict[str, dict] = {
-    # EAN spec §7. The official ImageNet column (FBResNet-50 = resnet50 with conv_bias=True).
+    # The official ImageNet recipe (FBResNet-50 = resnet50 with conv_bias=True).
     "ean-imagenet": dict(
         model="resnet50",
         model_kwargs={"conv_bias": True},
@@ -70,7 +70,7 @@ PRESETS: dict[str, dict] = {
         retrain_epochs=0,
     ),
 }
-"""Named starting points (EAN spec §7, §11.4); explicit flags override them."""
+"""Named starting points (the official EAN recipes and a CPU smoke run); explicit flags override them."""
 
 _DEFAULTS = dict(
     model="resnet20",
@@ -126,7 +126,12 @@ def _literal(s: str):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``attnkit search`` (every default comes from ``--preset`` or the built-in defaults)."""
     S = argparse.SUPPRESS
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a named recipe (EAN spec §7)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="a named recipe: the official EAN ImageNet/CIFAR recipes or a CPU smoke run",
+    )
     p.add_argument("--list-schemes", action="store_true", help="print the official searched schemes and exit")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="backbone (attnkit.list_models()), default resnet20")

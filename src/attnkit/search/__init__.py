@@ -1,7 +1,9 @@
-"""EAN / lottery-ticket search of where attention should connect (one shared module per stage, a
-sparse connection scheme found by reinforcement learning).
+"""EAN / lottery-ticket search of where attention should connect.
 
-Three steps (EAN spec): train a weight-sharing supernet with a random scheme per mini-batch
+One shared module per stage, and a sparse connection scheme found by reinforcement learning.
+The scheme type itself is :class:`attnkit.models.ConnectionScheme` (re-exported here).
+
+Three steps (as in the official EAN code): train a weight-sharing supernet with a random scheme per mini-batch
 (:func:`train_supernet`); search a scheme with the REINFORCE controller, scored on the frozen supernet
 over a held-out split (:class:`EANSearch`, :class:`HoldoutEvaluator`); retrain the found scheme from
 scratch (:func:`retrain`, through ``attnkit.train``). :func:`run_pipeline` / ``attnkit search`` runs all
@@ -19,31 +21,17 @@ supernet monitoring; the ``select`` rule; attention modules keep their own init;
 mismatch of the official code is **kept**.
 """
 
-from .controller import RNDBonus, SchemePolicy
-from .ean import EANSearch, SampleRecord, SearchConfig, SearchResult, StepRecord, on_policy_loss, replay_loss
-from .scheme import (
-    EAN_SCHEMES,
-    SCHEME_ALIASES,
-    ConnectionScheme,
-    list_schemes,
-    official_scheme,
-    resolve_scheme,
-)
-from .supernet import (
-    HoldoutEvaluator,
-    SupernetWrapper,
-    evaluate_top1,
-    holdout_split,
-    scheme_override,
-    train_supernet,
-)
+from ..models import EAN_SCHEMES, SCHEME_ALIASES, ConnectionScheme, list_schemes, official_scheme
+from .controller import RNDBonus, SchemePolicy, on_policy_loss, replay_loss
+from .ean import EANSearch, SampleRecord, SearchConfig, SearchResult, StepRecord
+from .evaluate import HoldoutEvaluator, evaluate_top1, holdout_split, scheme_override
+from .supernet import SupernetWrapper, train_supernet
 
 __all__ = [
     "ConnectionScheme",
     "EAN_SCHEMES",
     "SCHEME_ALIASES",
     "official_scheme",
-    "resolve_scheme",
     "list_schemes",
     "SchemePolicy",
     "RNDBonus",

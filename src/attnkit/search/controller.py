@@ -1,4 +1,4 @@
-"""The EAN controller: a factorised policy over connection schemes, and the RND exploration bonus.
+"""The EAN controller: a factorised policy over connection schemes, its losses, and the RND bonus.
 
 Reference:
     EAN, "Efficient Attention Network: Accelerate Attention by Searching Where to Plug",
@@ -9,7 +9,7 @@ Reference:
 Deviations:
     - The official controller feeds a constant zero vector (the "previous action" it builds is never
       used), so it is a factorised distribution; it is implemented explicitly as that. The MLP
-      parametrisation is kept as the default because it changes Adam's dynamics (EAN spec §5.1);
+      parametrisation is kept as the default because it changes Adam's dynamics;
       ``parametrization="logits"`` is an option.
     - The official ``c·tanh`` logit clip is dead code (gated on an always-false comparison);
       ``logit_clip=None`` reproduces that, a float enables it.
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SchemePolicy", "RNDBonus"]
+__all__ = ["SchemePolicy", "RNDBonus", "on_policy_loss", "replay_loss"]
 
 
 class SchemePolicy(nn.Module):
@@ -173,5 +173,51 @@ class RNDBonus(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, actions: torch.Tensor) -> torch.Tensor:
+        """Summed squared prediction error of the frozen target's features (the novelty bonus).
+
+        Args:
+            actions: sampled schemes as 0/1 values.
+
+        Shape:
+            actions ``(K, L)`` → a scalar.
+
+        Returns:
+            The error summed over the ``K`` schemes.
+        """
         x = actions.float()  # (k, L)
         return (self.target(x) - self.predictor(x)).pow(2).sum()
+
+
+def on_policy_loss(log_probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """``J_on = −(1/K) Σ_s adv_s · Σ_b log π(a_{s,b})``.
+
+    Shape:
+        log_probs (K, L), adv (K,) → scalar.
+    """
+    return -(adv.to(log_probs.dtype) * log_probs.sum(1)).mean()
+
+
+def replay_loss(
+    log_probs: torch.Tensor,
+    old_probs: torch.Tensor,
+    adv: torch.Tensor,
+    *,
+    clip: float = 0.1,
+    weight: float = 0.1,
+) -> torch.Tensor:
+    """Clipped-ratio replay loss of the official code: ``−weight · min(S1, S2)``.
+
+    ``S1 = (1/K) Σ ρ·log π·adv``, ``S2`` the same with ρ clamped to ``[1−clip, 1+clip]``, ρ detached.
+
+    Because ρ is detached and multiplies log π, the clamp rescales the gradient instead of zeroing it
+    (PPO-like, not textbook PPO).
+
+    Shape:
+        log_probs (K, L) with grad, old_probs (K, L), adv (K,) → scalar.
+    """
+    rho = (log_probs.exp() / old_probs).detach()  # (K, L)
+    a = adv.to(log_probs.dtype).unsqueeze(1)  # (K, 1)
+    k = log_probs.shape[0]
+    s1 = (rho * log_probs * a).sum() / k
+    s2 = (rho.clamp(1.0 - clip, 1.0 + clip) * log_probs * a).sum() / k
+    return -weight * torch.minimum(s1, s2)

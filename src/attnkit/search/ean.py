@@ -1,6 +1,6 @@
 """The EAN search: REINFORCE over connection schemes with an EMA baseline, RND bonus and replay.
 
-One step (EAN spec §5.2): sample K schemes from the policy; reward each by
+One step (the official EAN search loop): sample K schemes from the policy; reward each by
 ``R = Acc + λ·sparsity − c`` (Acc in percent, from any evaluator, production uses the frozen supernet on
 a held-out split); add the same RND bonus B to all K rewards; update the EMA baseline with the mean
 bonused reward; take an on-policy Adam step on ``−(1/K) Σ_s adv_s Σ_b log π`` (and one on B for the RND
@@ -36,8 +36,8 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_csv, atomic_write_text
-from .controller import RNDBonus, SchemePolicy
-from .scheme import ConnectionScheme
+from ..models import ConnectionScheme
+from .controller import RNDBonus, SchemePolicy, on_policy_loss, replay_loss
 
 __all__ = [
     "SearchConfig",
@@ -45,14 +45,12 @@ __all__ = [
     "SampleRecord",
     "SearchResult",
     "EANSearch",
-    "on_policy_loss",
-    "replay_loss",
 ]
 
 
 @dataclass
 class SearchConfig:
-    """Settings of :class:`EANSearch` (defaults = the official ImageNet search, EAN spec §7).
+    """Settings of :class:`EANSearch` (defaults = the official ImageNet search).
 
     Attributes:
         steps: search steps (K evaluations each).
@@ -198,8 +196,14 @@ class SearchResult:
         }
 
     def save(self, run_dir: str | os.PathLike) -> None:
-        """Write ``search_log.csv``, ``search_samples.csv``, ``search_samples.jsonl`` and ``result.json``
-        (each atomically) into ``run_dir``."""
+        """Write the search logs and the result into ``run_dir``, each file atomically.
+
+        The files are ``search_log.csv``, ``search_samples.csv``, ``search_samples.jsonl`` and
+        ``result.json``.
+
+        Args:
+            run_dir: the folder (created if missing).
+        """
         d = Path(run_dir)
         d.mkdir(parents=True, exist_ok=True)
         step_cols = [
@@ -223,40 +227,6 @@ class SearchResult:
             d / "search_samples.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.samples)
         )
         atomic_write_text(d / "result.json", json.dumps(self.summary(), indent=2) + "\n")
-
-
-def on_policy_loss(log_probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-    """``J_on = −(1/K) Σ_s adv_s · Σ_b log π(a_{s,b})``.
-
-    Shape:
-        log_probs (K, L), adv (K,) → scalar.
-    """
-    return -(adv.to(log_probs.dtype) * log_probs.sum(1)).mean()
-
-
-def replay_loss(
-    log_probs: torch.Tensor,
-    old_probs: torch.Tensor,
-    adv: torch.Tensor,
-    *,
-    clip: float = 0.1,
-    weight: float = 0.1,
-) -> torch.Tensor:
-    """Clipped-ratio replay loss of the official code: ``−weight · min(S1, S2)`` with
-    ``S1 = (1/K) Σ ρ·log π·adv``, ``S2`` the same with ρ clamped to ``[1−clip, 1+clip]``, ρ detached.
-
-    Because ρ is detached and multiplies log π, the clamp rescales the gradient instead of zeroing it
-    (PPO-like, not textbook PPO).
-
-    Shape:
-        log_probs (K, L) with grad, old_probs (K, L), adv (K,) → scalar.
-    """
-    rho = (log_probs.exp() / old_probs).detach()  # (K, L)
-    a = adv.to(log_probs.dtype).unsqueeze(1)  # (K, 1)
-    k = log_probs.shape[0]
-    s1 = (rho * log_probs * a).sum() / k
-    s2 = (rho.clamp(1.0 - clip, 1.0 + clip) * log_probs * a).sum() / k
-    return -weight * torch.minimum(s1, s2)
 
 
 class EANSearch:
@@ -428,8 +398,12 @@ class EANSearch:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume bit-exactly: policy, RND, both Adam states, buffer, baseline,
-        sampler RNG, cache, logs."""
+        """Everything needed to resume bit-exactly.
+
+        Returns:
+            Policy, RND, both Adam states, buffer, baseline, sampler RNG, cache and logs, as tensors
+            and plain containers only (so it loads with ``torch.load(..., weights_only=True)``).
+        """
         return {
             "config": asdict(self.config),
             "blocks_per_stage": self.blocks_per_stage,

@@ -1,5 +1,8 @@
-"""The three EAN phases end to end (supernet → search → retrain from scratch), resumable, with logs
-and plots in one run folder. ``attnkit search`` is a thin wrapper around :func:`run_pipeline`.
+"""The three EAN phases end to end (supernet → search → retrain from scratch), resumable.
+
+Logs and plots land in one run folder. ``attnkit search`` is a thin wrapper around :func:`run_pipeline`.
+State files are read with ``torch.load(..., weights_only=True)``: a crafted pickle placed in a run
+folder is refused, never executed.
 
 Run folder::
 
@@ -35,9 +38,10 @@ from typing import Any
 import torch
 
 from .._io import atomic_torch_save, atomic_write_text
+from ..models import ConnectionScheme
 from .ean import EANSearch, SearchConfig, SearchResult
-from .scheme import ConnectionScheme
-from .supernet import HoldoutEvaluator, holdout_split, train_supernet
+from .evaluate import HoldoutEvaluator, holdout_split
+from .supernet import load_state, train_supernet
 
 __all__ = ["PipelineConfig", "build_search_data", "run_pipeline", "plot_search", "retrain"]
 
@@ -148,10 +152,21 @@ def plot_search(
     title: str = "",
     extra: dict[str, tuple[int, float]] | None = None,
 ) -> list[Path]:
-    """Write ``search_reward.png`` (raw reward of every sample, step mean, baseline) and
-    ``accuracy_vs_connected.png`` (held-out accuracy vs number of connected blocks, with the selected
-    scheme marked, and ``extra`` = {label: (connected blocks, accuracy)} as squares) into ``run_dir``.
-    Returns the paths."""
+    """Plot the search: reward over steps, and accuracy against the number of connected blocks.
+
+    ``search_reward.png`` shows the raw reward of every sample, the step mean and the baseline;
+    ``accuracy_vs_connected.png`` the held-out accuracy of every evaluated scheme against its number
+    of connected blocks, with the selected scheme marked.
+
+    Args:
+        result: the search result.
+        run_dir: the folder to write into.
+        title: the plot title (default: a generic one).
+        extra: ``{label: (connected blocks, accuracy)}`` drawn as squares (e.g. the full scheme).
+
+    Returns:
+        The paths written (none when the search has no history).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,8 +259,12 @@ def retrain(cfg: PipelineConfig, scheme: ConnectionScheme | str, run_dir: str | 
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run (or resume) supernet training, the controller search and, if ``retrain_epochs > 0``, the
-    retraining of the found scheme, writing everything into ``cfg.out``.
+    """Run (or resume) supernet training, the search and (``retrain_epochs > 0``) the retraining.
+
+    Everything is written into ``cfg.out``; an existing run folder is resumed from its state files.
+
+    Args:
+        cfg: the settings.
 
     Returns:
         A summary dict: the selected scheme and its mode/best/last alternatives, timings per phase,
@@ -253,7 +272,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     Raises:
         ValueError: bad settings (unknown model/attention/dataset, a scheme that does not fit, a config
-            that differs from the one saved in an existing run folder in a model/data field).
+            that differs from the one saved in an existing run folder in a model/data field), or a
+            state file in the run folder that ``torch.load(..., weights_only=True)`` refuses.
     """
     from torch.utils.data import DataLoader
 
@@ -349,7 +369,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     search = EANSearch(evaluator, bps, cfg.search)
     state_path = out / "search_state.pt"
     if state_path.exists():
-        search.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
+        search.load_state_dict(load_state(state_path, "search state"))
         log(f"[search] resumed controller at step {search.t}/{cfg.search.steps}")
 
     def save_state() -> None:

@@ -1,5 +1,7 @@
-"""EAN step 1: the weight-sharing supernet (a random connection scheme per mini-batch), the held-out
-split and the frozen-supernet evaluator used as the search's accuracy oracle.
+"""EAN step 1: the weight-sharing supernet, the held-out split and the frozen-supernet evaluator.
+
+The supernet draws a random connection scheme per mini-batch; the evaluator scores a scheme on the
+held-out split and is the search's accuracy oracle.
 
 Reference:
     EAN, "Efficient Attention Network: Accelerate Attention by Searching Where to Plug",
@@ -18,12 +20,11 @@ Deviations:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,75 +33,39 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import atomic_torch_save
-from .scheme import ConnectionScheme
+from ..models import ConnectionScheme
+from .evaluate import evaluate_top1, scheme_override
 
-__all__ = [
-    "holdout_split",
-    "scheme_override",
-    "SupernetWrapper",
-    "train_supernet",
-    "HoldoutEvaluator",
-    "evaluate_top1",
-]
+__all__ = ["load_state", "SupernetWrapper", "train_supernet"]
 
 
-def holdout_split(targets: Sequence[int], per_class: int) -> tuple[list[int], list[int]]:
-    """Split indices: the first ``per_class`` indices of each class (dataset order) are held out.
+def load_state(path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """Read a state file that attnkit wrote itself, refusing anything that could run code.
+
+    The file is read with ``torch.load(..., weights_only=True)``: only tensors and plain containers
+    are rebuilt, so a crafted pickle placed in a run folder is rejected instead of executed.
 
     Args:
-        targets: the class label of every sample, in dataset order.
-        per_class: held-out samples per class (official ImageNet: 100).
+        path: the file.
+        what: what the file is, for the error message (e.g. ``"supernet checkpoint"``).
+        map_location: as :func:`torch.load`.
 
     Returns:
-        ``(train_idx, holdout_idx)``, both sorted; together they partition ``range(len(targets))``.
+        The loaded object.
 
     Raises:
-        ValueError: ``per_class < 1``, or a class with ``<= per_class`` samples (nothing would be
-            left to train on).
+        ValueError: the file cannot be loaded with ``weights_only=True`` (not written by attnkit, or
+            corrupt); the message names the file. Nothing in it was executed.
     """
-    if int(per_class) < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
-    tg = [int(t) for t in (targets.tolist() if isinstance(targets, torch.Tensor) else targets)]
-    counts: dict[int, int] = {}
-    for t in tg:
-        counts[t] = counts.get(t, 0) + 1
-    small = sorted(c for c, n in counts.items() if n <= per_class)
-    if small:
-        raise ValueError(
-            f"class(es) {small} have <= {per_class} samples; lower per_class "
-            f"(counts: {dict(sorted((c, counts[c]) for c in small))})"
-        )
-    seen: dict[int, int] = {}
-    train_idx, hold_idx = [], []
-    for i, t in enumerate(tg):
-        if seen.get(t, 0) < per_class:
-            hold_idx.append(i)
-            seen[t] = seen.get(t, 0) + 1
-        else:
-            train_idx.append(i)
-    return train_idx, hold_idx
-
-
-@contextlib.contextmanager
-def scheme_override(model: nn.Module, scheme) -> Iterator[ConnectionScheme]:
-    """Temporarily set ``model``'s connection scheme (restored on exit, also on error).
-
-    Args:
-        model: an attnkit ``ResNet`` (has ``blocks_per_stage``, ``scheme`` and ``set_scheme``).
-        scheme: anything :meth:`ConnectionScheme.coerce` accepts.
-
-    Raises:
-        ValueError: a malformed scheme, or a model without ``set_scheme``.
-    """
-    if not hasattr(model, "set_scheme"):
-        raise ValueError(f"{type(model).__name__} has no set_scheme(); build it with attnkit.create_model")
-    s = ConnectionScheme.coerce(scheme, model.blocks_per_stage)
-    old = str(model.scheme)
-    model.set_scheme(str(s))
     try:
-        yield s
-    finally:
-        model.set_scheme(old)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign objects, RuntimeError/EOFError when corrupt
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{what} {path} cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {first}); "
+            "attnkit writes only tensors and plain containers there, so the file is corrupt or was not "
+            "written by attnkit. Nothing in it was executed; delete it or choose another run folder."
+        ) from None
 
 
 class SupernetWrapper(nn.Module):
@@ -152,41 +117,21 @@ class SupernetWrapper(nn.Module):
         return ConnectionScheme.random(self.model.blocks_per_stage, self.p, self.generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model under a fresh random scheme (train mode) or ``eval_scheme`` (eval mode).
+
+        Args:
+            x: the images.
+
+        Shape:
+            ``(N, C, H, W) -> (N, num_classes)``.
+
+        Returns:
+            The logits.
+        """
         s = self.draw() if self.training else self.eval_scheme
         self.last_scheme = s
         with scheme_override(self.model, s):
             return self.model(x)
-
-
-def _top1_loss(model: nn.Module, batches: Iterable, device: torch.device | str) -> tuple[float, float]:
-    correct = n = 0
-    loss = 0.0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss += float(F.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
-        n += y.numel()
-    if n == 0:
-        raise ValueError("the evaluation loader is empty")
-    return 100.0 * correct / n, loss / n
-
-
-def evaluate_top1(
-    model: nn.Module, loader: Iterable, scheme=None, device: str | torch.device = "cpu"
-) -> tuple[float, float]:
-    """Top-1 (%) and mean cross-entropy of ``model`` under ``scheme`` (None = its current scheme), in
-    eval mode without gradients."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            if scheme is None:
-                return _top1_loss(model, loader, device)
-            with scheme_override(model, scheme):
-                return _top1_loss(model, loader, device)
-    finally:
-        model.train(was)
 
 
 def train_supernet(
@@ -220,7 +165,9 @@ def train_supernet(
         model: an attnkit ResNet with every block connectable (``sharing="stage"``).
         train_loader: yields ``(x (N, C, H, W), y (N,))``.
         epochs: supernet epochs (official 40 on ImageNet, i.e. 1/3 of the retraining).
-        lr, momentum, weight_decay: SGD (official 0.1 constant, 0.9, 1e-4).
+        lr: SGD learning rate (official 0.1, constant).
+        momentum: SGD momentum (official 0.9).
+        weight_decay: SGD weight decay (official 1e-4).
         lr_schedule: ``"constant"`` (official: the searched checkpoint was never annealed) or ``"cosine"``.
         p: connection probability per block.
         seed: seeds the scheme generator.
@@ -257,7 +204,7 @@ def train_supernet(
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         if ckpt.exists():
-            st = torch.load(ckpt, map_location=device, weights_only=False)
+            st = load_state(ckpt, "supernet checkpoint", map_location=device)
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
@@ -322,105 +269,3 @@ def train_supernet(
                 f.write(json.dumps(rec) + "\n")
     model.eval()
     return model
-
-
-@contextlib.contextmanager
-def _recalibrated_bn(
-    model: nn.Module, scheme: ConnectionScheme, batches: Sequence[torch.Tensor]
-) -> Iterator[None]:
-    """Re-estimate BN running statistics under ``scheme`` (cumulative average), restore them on exit."""
-    bns = [
-        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
-    saved = [
-        (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
-        for m in bns
-    ]
-    was = model.training
-    try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average over the calibration batches
-        model.train()
-        with torch.no_grad(), scheme_override(model, scheme):
-            for x in batches:
-                model(x)
-        model.eval()
-        yield
-    finally:
-        for m, (rm, rv, nb, mom) in zip(bns, saved):
-            m.running_mean.copy_(rm)
-            m.running_var.copy_(rv)
-            m.num_batches_tracked.copy_(nb)
-            m.momentum = mom
-        model.train(was)
-
-
-class HoldoutEvaluator:
-    """Accuracy oracle for the search: top-1 (%) of the frozen supernet under a scheme.
-
-    ``model.eval()`` (BN running statistics), ``torch.inference_mode()``, the whole loader.
-
-    Args:
-        model: the trained supernet (an attnkit ResNet).
-        loader: the held-out split (test-time transform), yields ``(x, y)``.
-        device: where to evaluate.
-        cache: remember the accuracy of each distinct scheme (exact: evaluation is deterministic).
-        preload: materialise the loader's batches in memory once (fast repeated passes on CPU).
-        bn_calibration: optional loader of training batches. When given, before scoring a scheme the
-            BatchNorm running statistics are re-estimated under that scheme (cumulative average over
-            ``bn_calibration_batches`` batches, train-mode forward without gradients) and restored
-            afterwards. Off by default (the official search scores with the supernet's running
-            statistics, accumulated over random schemes). Not in EAN; the usual fix for weight-sharing
-            supernets whose BN statistics do not match extreme sub-networks (e.g. SPOS, arXiv:1904.00420).
-        bn_calibration_batches: number of calibration batches (materialised once).
-
-    Attributes:
-        num_evaluations: forward passes over the split actually run; cache_hits: calls served from cache.
-
-    Raises:
-        ValueError: (call) a malformed scheme or an empty loader.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loader: Iterable,
-        *,
-        device: str | torch.device = "cpu",
-        cache: bool = True,
-        preload: bool = True,
-        bn_calibration: Iterable | None = None,
-        bn_calibration_batches: int = 10,
-    ):
-        self.model = model.to(device)
-        self.device = device
-        self.cache_enabled = cache
-        self.loader = [(x.to(device), y.to(device)) for x, y in loader] if preload else loader
-        self.calib: list[torch.Tensor] | None = None
-        if bn_calibration is not None:
-            self.calib = []
-            for i, batch in enumerate(bn_calibration):
-                if i >= bn_calibration_batches:
-                    break
-                self.calib.append(batch[0].to(device))
-            if not self.calib:
-                raise ValueError("bn_calibration loader yielded no batch")
-        self.cache: dict[str, float] = {}
-        self.num_evaluations = 0
-        self.cache_hits = 0
-
-    def __call__(self, scheme) -> float:
-        s = ConnectionScheme.coerce(scheme, self.model.blocks_per_stage)
-        if self.cache_enabled and s.bits in self.cache:
-            self.cache_hits += 1
-            return self.cache[s.bits]
-        if self.calib is None:
-            acc, _ = evaluate_top1(self.model, self.loader, s, self.device)
-        else:
-            with _recalibrated_bn(self.model, s, self.calib):
-                acc, _ = evaluate_top1(self.model, self.loader, s, self.device)
-        self.num_evaluations += 1
-        if self.cache_enabled:
-            self.cache[s.bits] = acc
-        return acc

@@ -1,12 +1,10 @@
-"""attnkit.profile: golden MAC/param counts (backbones spec §6), the counting rules and the timing harness
-(measurement spec acceptance checks 1–12). No speed assertions: timings are only smoke-tested."""
+"""attnkit.measure.counting: golden MAC/param counts of the reference backbones, the counting rules
+(batch, modes, backward, analytic per-module deltas, attention written three ways, element-wise
+estimate, shared parameters) and the deployed form."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import sys
 
 import pytest
 import torch
@@ -14,18 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit import create_attn, create_model, list_attn
+from attnkit.measure import count_params, profile
 from attnkit.models import Bottleneck
-from attnkit.profile import (
-    CompareReport,
-    LatencyReport,
-    compare,
-    compare_latency,
-    count_params,
-    measure_latency,
-    measure_throughput,
-    profile,
-    result_filename,
-)
+from attnkit.reparam import reparameterize_model
 
 CIFAR = (3, 32, 32)
 
@@ -37,7 +26,7 @@ def _meta_model(name: str, **kw) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------------
-# Golden counts (acceptance checks 1 and 2; backbones spec §6)
+# Golden counts of the reference backbones (papers' and official code's figures)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -103,7 +92,7 @@ def test_resnet50_v1_layout_golden_macs():
 
 
 # ------------------------------------------------------------------------------------------------
-# Batch, modes, backward (acceptance checks 3 and 4)
+# Batch, modes, backward
 # ------------------------------------------------------------------------------------------------
 
 
@@ -173,7 +162,7 @@ def test_compiled_model_counts_the_eager_module():
 
 
 # ------------------------------------------------------------------------------------------------
-# Analytic per-module deltas (acceptance check 5) and the attention-counting test (check 6, R3)
+# Analytic per-module deltas and attention written three ways
 # ------------------------------------------------------------------------------------------------
 
 
@@ -243,7 +232,7 @@ def test_spatial_self_attention_same_macs_three_ways():
     n_pos = hw * hw
     analytic_convs = c * c * 9 * n_pos + c * 3 * c * n_pos + c * c * n_pos
     expected = analytic_convs + 2 * n_pos**2 * c
-    assert expected == 15_353_856  # the spec's 15.354 M
+    assert expected == 15_353_856  # 15.354 M
     torch.manual_seed(0)
     blocks = {impl: _SpatialSelfAttentionBlock(impl=impl).eval() for impl in ("einsum", "matmul", "sdpa")}
     x = torch.randn(1, c, hw, hw)
@@ -316,18 +305,12 @@ def test_count_params_shared_once_and_lazy_raises():
 def test_reparam_profiles_the_deployed_form():
     asr = create_model("resnet20", attn="asr")
     train_time = profile(asr, CIFAR)
-    deployed = profile(asr, CIFAR, reparam=True)
+    deployed = profile(reparameterize_model(asr), CIFAR)
     plain = profile(create_model("resnet20"), CIFAR)
     assert deployed.form == "deployed" and train_time.form == "train-time"
     assert deployed.macs == plain.macs < train_time.macs
     assert deployed.params_total == plain.params_total
     assert any(type(m).__name__.startswith("ASR") for m in asr.modules())  # caller's model is not fused
-
-
-def test_reparam_missing_module_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "attnkit.reparam", None)
-    with pytest.raises(ImportError, match="reparameterize_model"):
-        profile(create_model("resnet20"), CIFAR, reparam=True)
 
 
 def test_bad_inputs_raise():
@@ -340,186 +323,12 @@ def test_bad_inputs_raise():
         profile("resnet20", CIFAR)
 
 
-# ------------------------------------------------------------------------------------------------
-# Latency harness (checks 9–12): fields only, never speed
-# ------------------------------------------------------------------------------------------------
+def test_attnkit_profile_is_a_plain_function():
+    import types
 
-_META_FIELDS = (
-    "model",
-    "attn",
-    "attn_kwargs",
-    "sharing",
-    "scheme",
-    "num_classes",
-    "params",
-    "macs",
-    "batch",
-    "height",
-    "width",
-    "precision",
-    "memory_format",
-    "compile",
-    "form",
-    "device_type",
-    "device_name",
-    "num_threads",
-    "torch_version",
-    "cuda_version",
-    "cudnn_version",
-    "cudnn_benchmark",
-    "attnkit_version",
-    "python_version",
-    "timestamp_utc",
-)
-
-
-def _tiny() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 32 * 32, 10)
-    )
-
-
-def test_measure_latency_fields():
-    m = _tiny().train()
-    r = measure_latency(m, (1, 3, 32, 32), min_run_time=0.01, warmup=2, num_threads=1)
-    assert isinstance(r, LatencyReport)
-    for v in (r.median_ms, r.iqr_ms, r.samples_per_s, r.mean_ms, r.first_call_ms):
-        assert math.isfinite(v)
-    assert r.median_ms > 0 and r.samples_per_s > 0 and r.iqr_ms >= 0 and r.first_call_ms > 0
-    assert r.n >= 1
-    assert r.samples_per_s == pytest.approx(1e3 / r.median_ms)
-    d = r.to_dict()
-    for f in _META_FIELDS:
-        assert f in d, f
-    assert r.num_threads == 1 and r.batch == 1 and (r.height, r.width) == (32, 32)
-    assert (
-        r.precision == "32-true"
-        and r.memory_format == "nchw"
-        and r.compile is None
-        and r.form == "train-time"
-    )
-    assert r.device_type == "cpu" and r.device_name and r.torch_version == torch.__version__
-    assert r.params == count_params(m) and r.macs == 3 * 8 * 9 * 1024 + 8 * 1024 * 10
-    assert r.peak_mem_mib is None
-    assert m.training  # the caller's model was not switched to eval
-    json.dumps(d)
-
-
-def test_measure_latency_default_threads_bf16_channels_last_and_model_metadata():
-    r = measure_throughput(
-        create_model("resnet20", attn="se"),
-        (4, 3, 16, 16),
-        min_run_time=0.01,
-        warmup=1,
-        precision="bf16-mixed",
-        channels_last=True,
-    )
-    assert r.num_threads == torch.get_num_threads()
-    assert r.memory_format == "nhwc" and r.precision == "bf16-mixed" and r.batch == 4
-    assert r.model == "resnet20" and r.attn == "se" and r.sharing == "block" and r.num_classes == 10
-    assert r.samples_per_s == pytest.approx(4e3 / r.median_ms)
-
-
-@pytest.mark.parametrize("precision", ["16-mixed", "16-true"])
-def test_float16_on_cpu_raises(precision):
-    with pytest.raises(ValueError, match="CPU"):
-        measure_latency(_tiny(), (1, 3, 32, 32), precision=precision, min_run_time=0.01)
-
-
-def test_bad_timing_args_raise():
-    with pytest.raises(ValueError, match="unknown precision"):
-        measure_latency(_tiny(), (1, 3, 32, 32), precision="fp32")
-    with pytest.raises(ValueError, match="input_size"):
-        measure_latency(_tiny(), (3, -1, 32))
-    with pytest.raises(ValueError, match="warmup"):
-        measure_latency(_tiny(), (1, 3, 32, 32), warmup=0)
-
-
-def test_compare_baseline_ratio_and_files(tmp_path):
-    a, b = create_model("resnet20"), create_model("resnet20", attn="se")
-    rep = compare({"plain": a, "se": b}, (1, 3, 32, 32), rounds=2, min_run_time=0.02, warmup=1, num_threads=1)
-    assert isinstance(rep, CompareReport) and compare_latency is compare
-    assert rep.ratios["plain"] == 1.0 and rep["plain"]["ratio"] == 1.0
-    assert rep.ratios["se"] > 0 and math.isfinite(rep.ratios["se"])
-    assert len(rep.round_medians_ms["se"]) == 2
-    assert rep["se"]["macs"] - rep["plain"]["macs"] == sum(3 * 2 * c * (c // 16) for c in (16, 32, 64))
-    paths = rep.write(tmp_path)
-    name = result_filename(precision="32-true", channels_last=False, compile=None, device="cpu")
-    assert paths["csv"].name == name
-    assert {p.suffix for p in paths.values()} == {".csv", ".json", ".md"}
-    rows = json.loads(paths["json"].read_text())
-    assert [r["name"] for r in rows] == ["plain", "se"] and rows[0]["ratio"] == 1.0
-    md = paths["md"].read_text()
-    assert "MACs (M)" in md and "FLOPs (M)" in md and "Median (ms)" in md and "IQR (ms)" in md
-    assert paths["csv"].read_text().splitlines()[0].startswith("name,ratio")
-
-
-def test_result_filename_rule():
-    major, minor = torch.__version__.split("+")[0].split(".")[:2]
-    name = result_filename(precision="32-true", channels_last=False, device="cpu")
-    assert name.startswith(f"benchmark-infer-32-true-nchw-pt{major}{minor}-cpu-") and name.endswith(".csv")
-    other = result_filename(
-        kind="train",
-        precision="bf16-mixed",
-        channels_last=True,
-        compile="max-autotune",
-        device="cpu",
-        ext="json",
-    )
-    assert other.startswith(f"benchmark-train-bf16-mixed-nhwc-pt{major}{minor}-cpu-")
-    assert other.endswith("-max-autotune.json")
-    assert name.count(" ") == 0
-    with pytest.raises(ValueError):
-        result_filename(precision="fp32")
-
-
-# ------------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------------
-
-
-def test_cli_profile_json(tmp_path, capsys):
-    from attnkit.commands import profile as cmd
-
-    p = argparse.ArgumentParser()
-    cmd.add_arguments(p)
-    out = tmp_path / "p.json"
-    args = p.parse_args(
-        [
-            "resnet20",
-            "--attn",
-            "eca",
-            "--attn-kwargs",
-            "kernel_size=3",
-            "--json",
-            str(out),
-            "--img-size",
-            "16",
-            "--latency",
-            "--min-run-time",
-            "0.01",
-            "--warmup",
-            "1",
-            "--out-dir",
-            str(tmp_path),
-        ]
-    )
-    assert cmd.main(args) == 0
-    d = json.loads(out.read_text())
-    # resnet20 at 16×16: conv MACs scale with H·W, the 64 -> 10 classifier does not; ECA adds k·C per block
-    assert d["profile"]["macs"] == (40_813_184 - 640) // 4 + 640 + 3 * 3 * (16 + 32 + 64)
-    assert d["profile"]["input_shape"] == [3, 16, 16]
-    assert d["latency"]["median_ms"] > 0 and d["latency"]["attn"] == "eca"
-    assert (tmp_path / result_filename(device="cpu")).exists()
-    text = capsys.readouterr().out
-    assert "MACs (M)" in text and "FLOPs (M)" in text
-    assert cmd.main(p.parse_args(["resnet20", "--attn", "nope"])) == 2
-    assert cmd.parse_kwargs(["a=1", "b=relu", "c=[1, 2]"]) == {"a": 1, "b": "relu", "c": [1, 2]}
-
-
-def test_attnkit_profile_is_callable_as_the_package_attribute():
     import attnkit
-    import attnkit.profile  # binds the submodule on the package; it must still act as the function
+    import attnkit.measure
 
+    assert isinstance(attnkit.profile, types.FunctionType) and attnkit.profile is attnkit.measure.profile
     rep = attnkit.profile(nn.Conv2d(3, 4, 3, bias=False), (3, 8, 8))
     assert rep.macs == 3 * 4 * 9 * 6 * 6
