@@ -23,6 +23,7 @@ from torch import nn
 
 from ..attention import resolve_attn
 from ._scheme import format_scheme, parse_scheme
+from ._stage import StageWiring
 from .timm_api import TimmModelAPI
 
 __all__ = [
@@ -241,7 +242,7 @@ class PreActBottleneck(_Block):
         return self.bn_extra(u)
 
 
-class ResStage(nn.Module):
+class ResStage(StageWiring, nn.Module):
     """A run of blocks at one resolution and width, with attention wired between residual and merge.
 
     Args:
@@ -273,19 +274,24 @@ class ResStage(nn.Module):
             return None
         return self.attn if self.attn is not None else blk.attn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        state: Any = None
-        for i, blk in enumerate(self.blocks):
-            u = blk.residual(x)  # (N, C, H, W)
-            s = blk.shortcut(x)  # (N, C, H, W)
-            m = self._module_for(i, blk)
-            if m is not None:
-                if self.recurrent:
-                    u, state = m(u, state)
-                else:
-                    u = m(u)
-            x = blk.merge(u, s)
-        return x
+    def block_list(self) -> list[nn.Module]:
+        """The blocks, in order."""
+        return list(self.blocks)
+
+    @staticmethod
+    def block_residual(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``blk.residual(x)``: the branch up to its last norm."""
+        return blk.residual(x)
+
+    @staticmethod
+    def block_shortcut(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``blk.shortcut(x)``."""
+        return blk.shortcut(x)
+
+    @staticmethod
+    def block_merge(blk: nn.Module, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``blk.merge(u, s)``."""
+        return blk.merge(u, s)
 
 
 class ClassifierHead(nn.Module):

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..attention import resolve_attn
 from ._scheme import parse_scheme
+from ._stage import StageWiring
 
 __all__ = ["BlockAdapter", "register_block_adapter", "AttachedStage", "attach", "detach", "find_stages"]
 
@@ -141,7 +142,7 @@ def _adapter_for(block: nn.Module) -> BlockAdapter | None:
     return _ADAPTERS.get(type(block))
 
 
-class AttachedStage(nn.Module):
+class AttachedStage(StageWiring, nn.Module):
     """A stage of foreign residual blocks with attention wired between branch and merge.
 
     The blocks keep their names (``"0"``, ``"1"``, ...), so ``layer1.0.conv1.weight`` stays
@@ -185,20 +186,26 @@ class AttachedStage(nn.Module):
         """The original blocks, in order."""
         return [self._modules[str(i)] for i in range(self.n_blocks)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the blocks with attention on each connected block's residual branch."""
-        state: Any = None
-        for i, blk in enumerate(self.blocks):
-            u = self.adapter.residual(blk, x)  # (N, C, H, W)
-            s = self.adapter.shortcut(blk, x)  # (N, C, H, W)
-            m = (self.attn or self.block_attn[str(i)]) if self.connect[i] else None
-            if m is not None:
-                if self.recurrent:
-                    u, state = m(u, state)
-                else:
-                    u = m(u)
-            x = self.adapter.merge(blk, u, s)
-        return x
+    def block_list(self) -> list[nn.Module]:
+        """The original blocks, in order."""
+        return self.blocks
+
+    def block_residual(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's ``residual``."""
+        return self.adapter.residual(blk, x)
+
+    def block_shortcut(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's ``shortcut``."""
+        return self.adapter.shortcut(blk, x)
+
+    def block_merge(self, blk: nn.Module, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The adapter's ``merge``."""
+        return self.adapter.merge(blk, u, s)
+
+    def _module_for(self, i: int, blk: nn.Module) -> nn.Module | None:
+        if not self.connect[i]:
+            return None
+        return self.attn if self.attn is not None else self.block_attn[str(i)]
 
 
 def find_stages(model: nn.Module) -> list[tuple[str, nn.Sequential]]:
