@@ -1,0 +1,1 @@
+"""Task-specific models: recommenders (for Mirror Gradient), CEM (chatting handoff), ADASR (HSI-MSI fusion)."""
