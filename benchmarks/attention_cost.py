@@ -133,6 +133,7 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
         res["plain"] = mid  # the median of the baseline's timings over all groups; ratio 1.0
     print(f"  timed {len(models)} models ({args.grouping}) in {time.perf_counter() - t0:.1f} s", flush=True)
     base = info["plain"]
+    ref_ms = res["plain"]["median_ms"]  # one latency definition: every row's ms = its ratio × this
     rows = []
     for label, meta in info.items():
         r = res[label]
@@ -153,11 +154,16 @@ def run_backbone(bb: Backbone, attns: list[str], args: argparse.Namespace) -> li
                 "macs_delta": meta["macs"] - base["macs"],
                 "macs_ratio": meta["macs"] / base["macs"],
                 "batch": batch,
-                "median_ms": r["median_ms"],
+                "median_ms": r["ratio"] * ref_ms,
                 "iqr_ms": r["iqr_ms"],
                 "n": r["n"],
-                "images_per_s": r["samples_per_s"],
+                "images_per_s": batch * 1e3 / (r["ratio"] * ref_ms),
                 "latency_ratio": r["ratio"],
+                "latency_ratio_low": r["ratio_low"],
+                "latency_ratio_high": r["ratio_high"],
+                "latency_ratio_spread": f"{r['ratio_low']:.3f}–{r['ratio_high']:.3f}",
+                "load_avg_start": r["load_avg_start"],
+                "load_avg_end": r["load_avg_end"],
                 "first_call_ms": r["first_call_ms"],
                 "rounds": rounds,
                 "min_run_time_s": min_run,
@@ -193,6 +199,7 @@ COLUMNS = [
     ("IQR (ms)", "iqr_ms", lambda v: f"{v:.2f}"),
     ("Images/s", "images_per_s", lambda v: f"{v:.1f}"),
     ("Latency ratio", "latency_ratio", lambda v: fmt_ratio(v, 3)),
+    ("Ratio spread", "latency_ratio_spread", None),
 ]
 
 
@@ -265,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             "pooling and element-wise gating are not counted, which is why a gate can be nearly free in MACs and "
             "still cost latency). Latency ratio = median over rounds of the per-round median time divided by the "
             "plain backbone's, measured interleaved in one process (grouping `pair`: each module against its own "
-            "interleaved plain baseline; the plain row shows the median baseline); only these ratios are "
+            "interleaved plain baseline; the plain row shows the median baseline); Median (ms) = ratio × the plain "
+            "row's ms, so both columns agree; Ratio spread = IQR of the per-round ratios (min–max below 4 rounds); "
+            f"load average {r0['load_avg_start']} → {r0['load_avg_end']} on {env.get('cpu_count')} CPUs. Only ratios are "
             'comparable, absolute times on a shared CPU are not. "(deployed)" rows are the re-parameterised '
             "form; a deployed form identical to the plain net shows the noise level of the run.",
         ]

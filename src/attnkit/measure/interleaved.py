@@ -197,7 +197,7 @@ class CompareReport:
 
         text = (
             f"Batch {r.batch}, input {r.height}×{r.width}, {r.precision}, {r.memory_format}, compile={r.compile}, "
-            f"{r.device_type} ({r.device_name}), {self.num_threads} thread(s), load average "
+            f"{r.device_type} ({r.device_name}), {self.num_threads} thread{'' if self.num_threads == 1 else 's'}, load average "
             f"{load(self.load_avg_start)} → {load(self.load_avg_end)} on {self.cpu_count} CPUs, torch "
             f"{r.torch_version}; {self.rounds} interleaved rounds. Ratio = median over rounds of the per-round "
             f"ratio to {self.baseline} (spread: {self.spread_kind} of those ratios); ms = ratio × "

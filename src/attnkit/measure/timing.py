@@ -42,9 +42,7 @@ Timer = Callable[[Callable[[], Any], float, int], Sequence[float]]
 
 
 def autorange_timer(fn: Callable[[], Any], min_run_time: float, num_threads: int) -> list[float]:
-    """The default :data:`Timer`: ``torch.utils.benchmark.Timer(...).blocked_autorange``.
-
-    The benchmark timer synchronises CUDA before reading its clock.
+    """The default :data:`Timer`: ``torch.utils.benchmark.Timer(...).blocked_autorange`` (syncs CUDA).
 
     Args:
         fn: the call to time.
@@ -133,7 +131,7 @@ class LatencyReport:
         return (
             f"{self.model}: median {self.median_ms:.3f} ms (IQR {self.iqr_ms:.3f}, n={self.n}), "
             f"{self.samples_per_s:.1f} samples/s at batch {self.batch}, {self.precision}, {self.memory_format}, "
-            f"{self.device_type} ({self.device_name}), {self.num_threads} threads, load average {load} "
+            f"{self.device_type} ({self.device_name}), {self.num_threads} thread{'' if self.num_threads == 1 else 's'}, load average {load} "
             f"on {self.cpu_count} CPUs; first call {self.first_call_ms:.1f} ms"
         )
 

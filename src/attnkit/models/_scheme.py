@@ -259,26 +259,12 @@ class ConnectionScheme:
 
     @classmethod
     def full(cls, blocks_per_stage: Sequence[int]) -> ConnectionScheme:
-        """Every block connected.
-
-        Args:
-            blocks_per_stage: the stage lengths.
-
-        Returns:
-            The all-ones scheme.
-        """
+        """Every block connected, for stage lengths ``blocks_per_stage``."""
         return cls(tuple((True,) * b for b in _bps(blocks_per_stage)))
 
     @classmethod
     def empty(cls, blocks_per_stage: Sequence[int]) -> ConnectionScheme:
-        """No block connected (the plain backbone's function).
-
-        Args:
-            blocks_per_stage: the stage lengths.
-
-        Returns:
-            The all-zeros scheme.
-        """
+        """No block connected (the plain backbone's function), for stage lengths ``blocks_per_stage``."""
         return cls(tuple((False,) * b for b in _bps(blocks_per_stage)))
 
     @classmethod
@@ -366,11 +352,7 @@ class ConnectionScheme:
         return "".join("1" if b else "0" for r in self.stages for b in r)
 
     def to_ints(self) -> tuple[int, ...]:
-        """Official integer form, one int per stage (MSB = first block).
-
-        Returns:
-            One int per stage.
-        """
+        """Official integer form, one int per stage (MSB = first block)."""
         return tuple(int("".join("1" if b else "0" for b in r), 2) for r in self.stages)
 
     def as_tensor(self) -> torch.Tensor:
@@ -398,11 +380,7 @@ class ConnectionScheme:
 
 
 def list_schemes() -> list[str]:
-    """Names accepted by :func:`official_scheme`.
-
-    Returns:
-        Canonical names first, then aliases.
-    """
+    """Names accepted by :func:`official_scheme`: canonical names first, then aliases."""
     return sorted(EAN_SCHEMES) + sorted(SCHEME_ALIASES)
 
 
