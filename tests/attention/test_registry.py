@@ -150,7 +150,7 @@ def test_gate_initial_values():
     x = torch.randn(8, 64, 8, 8)
     cbam = create_attn("cbam", 64).train()
     captured = {}
-    cbam.spatial_gate.register_forward_hook(lambda mod, i, o: captured.setdefault("s", o))
+    cbam.spatial.gate.register_forward_hook(lambda mod, i, o: captured.setdefault("s", o))
     cbam(x)
     assert torch.all(captured["s"] == 0.5)
     se = create_attn("se", 64)
@@ -161,7 +161,9 @@ def test_gate_initial_values():
 def test_register_custom_module(monkeypatch):
     from attnkit.attention import _registry, register_attn
 
-    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))  # keep the global registry clean
+    # keep the global registry clean
+    monkeypatch.setattr(_registry._ATTN, "_entries", dict(_registry._ATTN._entries))
+    monkeypatch.setattr(_registry._ATTN, "_aliases", dict(_registry._ATTN._aliases))
 
     class Scale(nn.Module):
         """Multiply by a learned per-channel scale (test module)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ._gate import GateModule, ProductGate, channel_gate, has_gate, module_gate
 from ._helpers import make_divisible
 from ._registry import KINDS, AttnEntry, create_attn, get_attn, list_attn, register_attn, resolve_attn
 from .cbam import CBAMModule
@@ -24,6 +25,11 @@ __all__ = [
     "register_attn",
     "resolve_attn",
     "make_divisible",
+    "GateModule",
+    "ProductGate",
+    "module_gate",
+    "channel_gate",
+    "has_gate",
     "SEModule",
     "CBAMModule",
     "ECAModule",

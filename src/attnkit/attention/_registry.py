@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from .._registry import Registry
+
 __all__ = ["AttnEntry", "KINDS", "register_attn", "create_attn", "list_attn", "get_attn", "resolve_attn"]
 
 KINDS = ("gate", "recurrent", "norm", "bn_wrapper")
@@ -47,8 +49,13 @@ class AttnEntry:
     aliases: tuple[str, ...] = ()
 
 
-_REGISTRY: dict[str, AttnEntry] = {}
-_ALIASES: dict[str, str] = {}
+_ATTN: Registry[AttnEntry] = Registry("attention module")
+"""The attention registry (an :class:`attnkit._registry.Registry` of :class:`AttnEntry`)."""
+_ATTN.add_hint(
+    "stepnet",
+    "StepNet (arXiv:2308.09939) is not available: its design is not public. The paper's stiffness lens is "
+    "available as a measurement tool, attnkit.analysis.stiffness_profile",
+)
 
 
 def register_attn(
@@ -62,20 +69,22 @@ def register_attn(
     kind: str = "gate",
     aliases: tuple[str, ...] | list[str] = (),
     overwrite: bool = False,
-):
+) -> Any:
     """Register an attention module; usable directly or as a class decorator.
 
     Args:
         name: registry name; stored lower case.
         cls: the class. Omit it to use ``register_attn`` as a decorator.
-        title, arxiv, code: the paper title, arXiv id and official code address.
+        title: the paper title.
+        arxiv: the arXiv id ("" when the paper has none).
+        code: the official code address.
         paper_kwargs: the official configuration applied by ``create_model``.
         kind: one of :data:`KINDS`.
         aliases: extra names for the same entry.
         overwrite: allow replacing an existing entry of the same name.
 
     Returns:
-        ``cls`` (so the decorator form leaves the class unchanged).
+        ``cls`` (so the decorator form leaves the class unchanged), or the decorator when ``cls`` is None.
 
     Raises:
         ValueError: unknown ``kind``, or the name/alias is taken and ``overwrite`` is False.
@@ -83,17 +92,11 @@ def register_attn(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
-    def _do(c: Callable[..., nn.Module]):
+    def _do(c: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name.lower()
-        names = [key, *[a.lower() for a in aliases]]
-        for n in names:
-            if not overwrite and (n in _REGISTRY or n in _ALIASES):
-                raise ValueError(
-                    f"attention name {n!r} is already registered (pass overwrite=True to replace it)"
-                )
-        _REGISTRY[key] = AttnEntry(key, c, title, arxiv, code, dict(paper_kwargs or {}), kind, tuple(aliases))
-        for a in aliases:
-            _ALIASES[a.lower()] = key
+        alias_keys = tuple(a.lower() for a in aliases)
+        entry = AttnEntry(key, c, title, arxiv, code, dict(paper_kwargs or {}), kind, alias_keys)
+        _ATTN.add(key, entry, aliases=alias_keys, overwrite=overwrite, kind=kind)
         return c
 
     if cls is None:
@@ -102,30 +105,49 @@ def register_attn(
 
 
 def list_attn(kind: str | None = None) -> list[str]:
-    """Sorted registry names (aliases excluded), optionally only those of one ``kind``."""
-    return sorted(n for n, e in _REGISTRY.items() if kind is None or e.kind == kind)
+    """Sorted registry names (aliases excluded).
+
+    Args:
+        kind: only the entries of this kind (one of :data:`KINDS`), or None for all.
+
+    Returns:
+        The names.
+    """
+    return _ATTN.names() if kind is None else _ATTN.names(kind=kind)
 
 
 def get_attn(name: str) -> AttnEntry:
     """Look up a registry entry by name or alias.
 
+    Args:
+        name: a registry name or alias (case-insensitive).
+
+    Returns:
+        The entry.
+
     Raises:
         ValueError: unknown name; the message lists the registered names.
     """
-    key = str(name).lower()
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown attention module {name!r}; registered: {', '.join(list_attn())}")
-    return _REGISTRY[key]
+    return _ATTN.get(name)
 
 
 def resolve_attn(attn: str | Callable[..., nn.Module]) -> AttnEntry:
-    """Return the entry for a name or a class; an unregistered class gets an anonymous ``gate`` entry."""
+    """Return the entry for a name or a class; an unregistered class gets an anonymous ``gate`` entry.
+
+    Args:
+        attn: a registry name/alias or a module class (or factory).
+
+    Returns:
+        The entry.
+
+    Raises:
+        ValueError: an unknown name.
+    """
     if isinstance(attn, str):
         return get_attn(attn)
-    for e in _REGISTRY.values():
-        if e.cls is attn:
-            return e
+    for e in _ATTN.entries():
+        if e.obj.cls is attn:
+            return e.obj
     return AttnEntry(getattr(attn, "__name__", "custom").lower(), attn, "", "", "")
 
 

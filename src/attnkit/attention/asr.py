@@ -10,17 +10,14 @@ Reference:
     (ECCV 2024; v1 "ASR: Attention-alike Structural Re-parameterization"). arXiv:2304.06345.
     Official code: https://github.com/zhongshsh/ASR
 
-This file also holds the **channel-gate protocol** shared with :mod:`attnkit.analysis`:
-:func:`module_gate` returns the gate a registered module multiplies its input by, via the module's own
-``gate(x)`` method or an adapter registered with :func:`register_gate_fn` (attnkit's SE/ECA/CBAM keep
-``self.gate`` as their sigmoid attribute, timm style, so they get adapters here).
+ASR calls its module ``T`` only through the gate protocol of :mod:`attnkit.attention._gate`
+(``T.gate(T.gate_logits(ψ))``): the gate math of SE, ECA, CBAM, RAS, IE, ... lives in their own files.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -28,12 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._asr_parts import AffineChannel, BatchNormThenGate, ChannelScale, replace_batchnorm
+from ._gate import channel_gate, has_gate, module_gate
+from ._helpers import accepts
 from ._registry import get_attn, register_attn, resolve_attn
-from .cbam import CBAMModule
-from .eca import ECAModule
-from .iebn import IEGate
-from .ras import RASModule
-from .se import SEModule
 
 __all__ = [
     "ASRBatchNorm2d",
@@ -42,252 +37,43 @@ __all__ = [
     "AffineChannel",
     "BatchNormThenGate",
     "asr_norm_layer",
+    "asr_support",
     "module_gate",
     "channel_gate",
     "has_gate",
-    "register_gate_fn",
-    "ASR_SUPPORT",
 ]
 
-GateFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
-# --------------------------------------------------------------------------------------------------
-# Channel-gate protocol
-# --------------------------------------------------------------------------------------------------
+def asr_support(attn_layer: str | type) -> str:
+    """How a module behaves on ASR's constant input ψ.
 
-
-def _se_gate(m: SEModule, x: torch.Tensor) -> torch.Tensor:
-    s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
-    return m.gate(m.fc2(m.act(m.fc1(s))))  # (N, C, 1, 1)
-
-
-def _eca_gate(m: ECAModule, x: torch.Tensor) -> torch.Tensor:
-    n, c = x.shape[0], x.shape[1]
-    s = x.mean((2, 3)).reshape(n, 1, c)  # (N, 1, C)
-    return m.gate(m.conv(s).reshape(n, c, 1, 1))  # (N, C, 1, 1)
-
-
-def _cbam_channel_gate(m: CBAMModule, x: torch.Tensor) -> torch.Tensor:
-    a = m._mlp(x.mean((2, 3), keepdim=True)) + m._mlp(x.amax((2, 3), keepdim=True))  # (N, C, 1, 1)
-    return m.channel_gate(a)
-
-
-def _cbam_gate(m: CBAMModule, x: torch.Tensor) -> torch.Tensor:
-    cg = _cbam_channel_gate(m, x)  # (N, C, 1, 1)
-    x1 = x * cg
-    sm = torch.cat([x1.amax(1, keepdim=True), x1.mean(1, keepdim=True)], dim=1)  # (N, 2, H, W)
-    sg = m.spatial_gate(m.spatial_bn(m.spatial_conv(sm)))  # (N, 1, H, W)
-    return cg * sg  # (N, C, H, W): the full (channel × spatial) gate
-
-
-def _ie_gate(m: IEGate, x: torch.Tensor) -> torch.Tensor:
-    c = m.channels
-    s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
-    return m.gate(m.gate_weight.view(1, c, 1, 1) * s + m.gate_bias.view(1, c, 1, 1))
-
-
-def _ras_gate(m: RASModule, x: torch.Tensor) -> torch.Tensor:
-    c = m.channels
-    z0 = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
-    if m.fused:
-        return m.gate(m.fused_weight.view(1, c, 1, 1) * z0 + m.fused_bias.view(1, c, 1, 1))
-    w, b = m.le_weight.view(1, c, 1, 1), m.le_bias.view(1, c, 1, 1)
-    z = w * z0 + b
-    for norm in m.norms:
-        z = w * norm(z) + b  # (N, C, 1, 1)
-    return m.gate(z)
-
-
-_GATE_FNS: dict[type, GateFn] = {
-    SEModule: _se_gate,
-    ECAModule: _eca_gate,
-    CBAMModule: _cbam_gate,
-    IEGate: _ie_gate,
-    RASModule: _ras_gate,
-}
-_CHANNEL_GATE_FNS: dict[type, GateFn] = {CBAMModule: _cbam_channel_gate}
-
-
-def register_gate_fn(cls: type, fn: GateFn, *, channel_fn: GateFn | None = None) -> None:
-    """Teach :func:`module_gate` how to read the gate of a module class that has no ``gate()`` method.
+    Read from the class attribute ``asr_support`` (:class:`~attnkit.attention.GateModule` defaults to
+    ``"ok"``); modules that are not registered gates are ``"unsupported"``; other classes are tried
+    (``"auto"``): they must expose a gate and give a finite ``(1, C, 1, 1)`` gate on ψ at construction.
 
     Args:
-        cls: the module class.
-        fn: ``fn(module, x) -> gate`` with ``module(x) == x * gate`` (gate broadcastable to x).
-        channel_fn: optionally the channel-only part ``(N, C, 1, 1)`` for modules whose gate also has
-            spatial extent (used by ASR's ``"channel_only"`` support).
-    """
-    _GATE_FNS[cls] = fn
-    if channel_fn is not None:
-        _CHANNEL_GATE_FNS[cls] = channel_fn
-
-
-def _lookup(table: dict[type, GateFn], module: nn.Module) -> GateFn | None:
-    for klass in type(module).__mro__:
-        if klass in table:
-            return table[klass]
-    return None
-
-
-def _own_gate_method(module: nn.Module) -> bool:
-    attr = inspect.getattr_static(type(module), "gate", None)
-    return inspect.isfunction(attr)
-
-
-def has_gate(module: nn.Module) -> bool:
-    """True if :func:`module_gate` can read ``module``'s gate (own ``gate()`` method or an adapter)."""
-    return _lookup(_GATE_FNS, module) is not None or _own_gate_method(module)
-
-
-def module_gate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The gate that ``module`` multiplies its input by: ``module(x) == x * module_gate(module, x)``.
-
-    Args:
-        module: a channel-gate module (attnkit SE/ECA/CBAM via adapters, or any module with a
-            ``gate(x)`` method).
-        x: the module's input, ``(N, C, H, W)``.
+        attn_layer: a registry name or a module class.
 
     Returns:
-        ``(N, C, 1, 1)`` for channel gates; modules with a spatial part (CBAM) give ``(N, C, H, W)``.
+        ``"ok"``, ``"channel_only"`` (CBAM: its channel part only), ``"needs_spatial_psi"`` (SRM:
+        ``psi_size >= 2``), ``"unsupported"`` (SGE, DIA, IEBN, ASR) or ``"auto"``.
 
     Raises:
-        TypeError: the module exposes no gate; never recovered by dividing output by input.
+        ValueError: an unknown name.
     """
-    fn = _lookup(_GATE_FNS, module)
-    if fn is not None:
-        return fn(module, x)
-    if _own_gate_method(module):
-        return module.gate(x)
-    raise TypeError(
-        f"{type(module).__name__} exposes no channel gate: give it a gate(x) -> (N, C, 1, 1) method or "
-        f"register an adapter with attnkit.attention.asr.register_gate_fn"
-    )
-
-
-def channel_gate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Like :func:`module_gate` but only the channel part ``(N, C, 1, 1)`` (CBAM: no spatial gate)."""
-    fn = _lookup(_CHANNEL_GATE_FNS, module)
-    return fn(module, x) if fn is not None else module_gate(module, x)
-
-
-# --------------------------------------------------------------------------------------------------
-# Small deploy-form modules
-# --------------------------------------------------------------------------------------------------
-
-
-class AffineChannel(nn.Module):
-    """Per-channel affine ``y = γ·x + β`` without statistics; replaces BN inside ASR's ``T``.
-
-    Args:
-        num_features: channels ``C``.
-        device, dtype: factory kwargs.
-
-    Shape:
-        ``(N, C, *) -> (N, C, *)``.
-    """
-
-    def __init__(self, num_features: int, device=None, dtype=None, **_: Any):
-        super().__init__()
-        self.num_features = num_features
-        self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
-        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * self.weight.reshape(shape) + self.bias.reshape(shape)
-
-    def extra_repr(self) -> str:
-        return f"num_features={self.num_features}"
-
-
-class ChannelScale(nn.Module):
-    """Multiply by a fixed per-channel vector held as a buffer: the deploy form of :class:`ASRGate`.
-
-    Args:
-        scale: ``(1, C, 1, 1)``.
-
-    Shape:
-        ``(N, C, H, W) -> (N, C, H, W)``.
-    """
-
-    def __init__(self, scale: torch.Tensor):
-        super().__init__()
-        self.register_buffer("scale", scale.detach().clone().reshape(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
-
-    def extra_repr(self) -> str:
-        return f"channels={self.scale.shape[1]}"
-
-
-class BatchNormThenGate(nn.Sequential):
-    """``nn.Sequential(bn, gate)``: the deploy form of an ASR-BN with ``use_both`` (BN, then the
-    ordinary input-dependent gate). :func:`attnkit.reparameterize_model` moves ``gate`` into the
-    block's attention slot of attnkit ResNets so that the checkpoint matches the ``attn=<gate>`` model."""
-
-
-# --------------------------------------------------------------------------------------------------
-# ASR support table
-# --------------------------------------------------------------------------------------------------
-
-ASR_SUPPORT: dict[str, str] = {
-    "se": "ok",
-    "eca": "ok",
-    "lsas": "ok",
-    "sem": "ok",
-    "spe": "ok",
-    "spem": "ok",
-    "ras": "ok",
-    "ie": "ok",
-    "cbam": "channel_only",
-    "srm": "needs_spatial_psi",
-    "spa": "needs_spatial_psi",
-    "sge": "unsupported",
-    "ge": "unsupported",
-    "dia": "unsupported",
-    "iebn": "unsupported",
-}
-"""How each registered module behaves on ASR's constant input ψ (by registry name). A module class may
-override with a class attribute ``asr_support``. Unknown modules are tried (``"auto"``): they must expose
-a gate and give a finite ``(1, C, 1, 1)`` gate on ψ at construction. Values: ``"ok"``; ``"channel_only"``
-(spatial part dropped with a warning); ``"needs_spatial_psi"`` (``psi_size >= 2``); ``"unsupported"``."""
-
-_CHANNEL_ONLY_DROP: dict[str, tuple[str, ...]] = {"cbam": ("spatial_conv", "spatial_bn")}
-
-
-def _accepts(cls: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _replace_batchnorm(t: nn.Module) -> None:
-    """Swap every BatchNorm inside ``T`` for an :class:`AffineChannel` (γ, β copied): on ψ a BN would see a
-    batch of one (an error in training) and would normalise the learned vector away."""
-    for m in list(t.modules()):
-        for cname, child in list(m.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                aff = AffineChannel(
-                    child.num_features,
-                    device=child.running_mean.device if child.running_mean is not None else None,
-                    dtype=child.weight.dtype if child.affine else None,
-                )
-                if child.affine:
-                    with torch.no_grad():
-                        aff.weight.copy_(child.weight)
-                        aff.bias.copy_(child.bias)
-                setattr(m, cname, aff)
+    entry = resolve_attn(attn_layer)
+    if entry.kind != "gate":
+        return "unsupported"
+    return getattr(entry.cls, "asr_support", "auto")
 
 
 def _build_attention(
     attn_layer: str | type, channels: int, attn_kwargs: dict[str, Any], psi_size: int, device, dtype
 ) -> tuple[nn.Module, str]:
+    """Build ASR's module ``T`` and check that it works on a constant input (see :func:`asr_support`)."""
     entry = resolve_attn(attn_layer)
-    support = getattr(entry.cls, "asr_support", None) or ASR_SUPPORT.get(entry.name, "auto")
-    if entry.kind != "gate" or support == "unsupported":
+    support = asr_support(attn_layer)
+    if support == "unsupported":
         raise ValueError(
             f"ASR cannot use attention module {entry.name!r} (kind {entry.kind!r}): its gate is spatial, it is "
             f"stateful or it is not a channel gate. Use a channel gate such as 'se' or 'eca'."
@@ -298,7 +84,7 @@ def _build_attention(
             f"H×W) that are degenerate on a 1×1 input. Pass psi_size=2 or more (recommended psi_size=4)."
         )
     kw = dict(attn_kwargs)
-    if _accepts(entry.cls, "norm_layer") and "norm_layer" not in kw:
+    if accepts(entry.cls, "norm_layer") and "norm_layer" not in kw:
         kw["norm_layer"] = AffineChannel
     fk = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
     t = entry.cls(channels, **kw, **fk)
@@ -309,12 +95,12 @@ def _build_attention(
             UserWarning,
             stacklevel=3,
         )
-        for name in _CHANNEL_ONLY_DROP.get(entry.name, ()):
-            setattr(t, name, None)
-    _replace_batchnorm(t)
+        t = t.channel  # the composite's channel part: no spatial parameters left in the optimizer
+    replace_batchnorm(t)
     if not has_gate(t):
         raise ValueError(
-            f"ASR({entry.name}): {type(t).__name__} exposes no gate(); see attnkit.attention.asr.module_gate"
+            f"ASR({entry.name}): {type(t).__name__} exposes no gate (gate_logits and a gate non-linearity); "
+            f"see attnkit.attention.module_gate"
         )
     return t, entry.name
 
@@ -322,6 +108,14 @@ def _build_attention(
 # --------------------------------------------------------------------------------------------------
 # ASR modules
 # --------------------------------------------------------------------------------------------------
+
+
+def _with_act(attn_kwargs: dict[str, Any] | None, act_layer) -> dict[str, Any]:
+    """``attn_kwargs`` plus ``act_layer`` for ``T`` when one is given (timm's CSP networks pass it)."""
+    kw = dict(attn_kwargs or {})
+    if act_layer is not None:
+        kw.setdefault("act_layer", act_layer)
+    return kw
 
 
 class _ASRBase(nn.Module):
@@ -359,8 +153,8 @@ class _ASRBase(nn.Module):
             )
 
     def attention_vector(self) -> torch.Tensor:
-        """``v = T.gate(ψ)``, shape ``(1, C, 1, 1)``; T runs once on a batch of one."""
-        return channel_gate(self.attn, self.psi)
+        """``v = T.gate(T.gate_logits(ψ))``, shape ``(1, C, 1, 1)``; T runs once on a batch of one."""
+        return module_gate(self.attn, self.psi)
 
     def _frozen_vector(self) -> torch.Tensor:
         """``v`` computed without autograd or autocast and with ``T`` in eval mode (mode restored)."""
@@ -396,6 +190,7 @@ class ASRBatchNorm2d(_ASRBase):
         eps, momentum: the BN's.
         use_both: name of an ordinary gate applied after the ASR-BN (e.g. ``"se"``), or None.
         use_both_kwargs: its kwargs; default: that module's registry ``paper_kwargs``.
+        act_layer: ``T``'s hidden activation when given (timm's ``attn_layer`` contract); None keeps T's.
         device, dtype: factory kwargs.
 
     Shape:
@@ -416,7 +211,7 @@ class ASRBatchNorm2d(_ASRBase):
           copied, not aliased.
         - BN layers inside ``T`` (e.g. RAS's) become :class:`AffineChannel` with γ, β copied (a batch of
           one cannot be normalised); modules accepting ``norm_layer`` get it directly.
-        - ASR support is checked per module (:data:`ASR_SUPPORT`); CBAM uses its channel gate only.
+        - ASR support is checked per module (:func:`asr_support`); CBAM uses its channel gate only.
         - Basic blocks are supported (ASR wraps ``bn2``); the official code attaches only to bottlenecks.
     """
 
@@ -432,13 +227,23 @@ class ASRBatchNorm2d(_ASRBase):
         momentum: float = 0.1,
         use_both: str | type | None = None,
         use_both_kwargs: dict[str, Any] | None = None,
+        act_layer=None,
         device=None,
         dtype=None,
     ):
         super().__init__()
         self.num_features = num_features
         self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, device=device, dtype=dtype)
-        self._init_asr(num_features, attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype)
+        self._init_asr(
+            num_features,
+            attn_layer,
+            _with_act(attn_kwargs, act_layer),
+            psi_init,
+            psi_size,
+            psi_init_std,
+            device,
+            dtype,
+        )
         self.post: nn.Module | None = None
         if use_both is not None:
             entry = resolve_attn(use_both)
@@ -452,17 +257,20 @@ class ASRBatchNorm2d(_ASRBase):
     # the BN's affine parameters, so that e.g. ``zero_init_residual`` can reach them
     @property
     def weight(self) -> nn.Parameter:
+        """The BN's γ."""
         return self.bn.weight
 
     @property
     def bias(self) -> nn.Parameter:
+        """The BN's β."""
         return self.bn.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``BN(x) ⊙ v`` (then the ``use_both`` gate): ``(N, C, H, W) -> (N, C, H, W)``."""
         y = self.bn(x) * self.attention_vector()  # (N, C, H, W) * (1, C, 1, 1)
         return y if self.post is None else self.post(y)
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The constant gate broadcast over the batch, ``(N, C, 1, 1)`` (for the stripe tools)."""
         return self.attention_vector().expand(x.shape[0], -1, -1, -1)
 
@@ -496,6 +304,7 @@ class ASRBatchNorm2d(_ASRBase):
         return BatchNormThenGate(bn, copy.deepcopy(self.post))
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         both = f", use_both={type(self.post).__name__}" if self.post is not None else ""
         return f"num_features={self.num_features}, attn_layer={self.attn_name}, psi_size={self.psi_size}{self._hidden()}{both}"
 
@@ -505,7 +314,7 @@ class ASRGate(_ASRBase):
 
     Args:
         channels: ``C``.
-        attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype: as
+        attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, act_layer, device, dtype: as
             :class:`ASRBatchNorm2d`.
 
     Shape:
@@ -530,17 +339,28 @@ class ASRGate(_ASRBase):
         psi_init: float = 0.1,
         psi_size: int = 1,
         psi_init_std: float = 0.0,
+        act_layer=None,
         device=None,
         dtype=None,
     ):
         super().__init__()
         self.channels = channels
-        self._init_asr(channels, attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, device, dtype)
+        self._init_asr(
+            channels,
+            attn_layer,
+            _with_act(attn_kwargs, act_layer),
+            psi_init,
+            psi_size,
+            psi_init_std,
+            device,
+            dtype,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x ⊙ v``: ``(N, C, H, W) -> (N, C, H, W)``."""
         return x * self.attention_vector()  # (N, C, H, W)
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The constant gate broadcast over the batch, ``(N, C, 1, 1)``."""
         return self.attention_vector().expand(x.shape[0], -1, -1, -1)
 
@@ -549,6 +369,7 @@ class ASRGate(_ASRBase):
         return ChannelScale(self._frozen_vector())
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return (
             f"channels={self.channels}, attn_layer={self.attn_name}, psi_size={self.psi_size}{self._hidden()}"
         )

@@ -27,6 +27,8 @@ __all__ = ["DIALSTM", "DIAState"]
 DIAState = tuple[torch.Tensor, torch.Tensor]
 """The DIA-LSTM state ``(h, c)``, each of shape ``(N, C)``."""
 
+_NO_STATE = object()  # forward called as m(x), the way a timm ``attn_layer`` is called
+
 
 class _MLP(nn.Module):
     """``Linear(C -> d) -> act -> Linear(d -> 4C)``, both with bias (one of DIA-LSTM's two gate maps)."""
@@ -46,7 +48,8 @@ class DIALSTM(nn.Module):
     """DIA-LSTM: a modified LSTM cell whose hidden state is the channel gate of every block of a stage.
 
     **Not a gate drop-in**: it is called as ``y, state = m(u, state)`` and the model threads the state
-    from block to block (``kind="recurrent"``). attnkit's :class:`~attnkit.models.ResStage` starts each
+    from block to block (``kind="recurrent"``). Called as ``m(u)`` (as a timm ``attn_layer`` would be)
+    it raises a ``TypeError`` saying so. attnkit's :class:`~attnkit.models.ResStage` starts each
     stage from ``state=None`` (zeros) and passes the state only through connected blocks; the module
     itself stores no state (no buffers, nothing written in ``forward``), so it compiles and exports.
 
@@ -68,7 +71,7 @@ class DIALSTM(nn.Module):
         rd_ratio: hidden width of both MLPs as a fraction of ``C`` (default 1/4, the official r = 4).
         rd_channels: absolute hidden width ``d``; overrides ``rd_ratio`` (EAN's cell: ``C // 20``).
         rd_divisor: round ``d`` to a multiple of this (default 1: ``d = C/4`` for ``C % 4 == 0``).
-        act_layer: hidden activation of the MLPs (ReLU).
+        act_layer: hidden activation of the MLPs (ReLU; a class, factory or name).
         gate_layer: the non-linearity on the cell state forming ``h``: ``"sigmoid"`` (DIA) or
             ``"tanh"`` (a standard LSTM, ablation only: allows negative gates).
         device, dtype: factory kwargs.
@@ -118,16 +121,27 @@ class DIALSTM(nn.Module):
         self.fc_h = _MLP(channels, self.rd_channels, act_layer, device, dtype)
         self.gate = get_gate(gate_layer)
 
-    def forward(self, x: torch.Tensor, state: DIAState | None = None) -> tuple[torch.Tensor, DIAState]:
+    def forward(self, x: torch.Tensor, state: DIAState | None = _NO_STATE) -> tuple[torch.Tensor, DIAState]:  # type: ignore[assignment]
         """One step: gate ``x`` with the new hidden state.
 
         Args:
             x: branch output ``(N, C, H, W)``.
-            state: ``(h, c)`` from the previous connected block of the stage, or None (zeros).
+            state: ``(h, c)`` from the previous connected block of the stage, or None (zeros) for the
+                first block. Required: the unit is recurrent.
 
         Returns:
             ``(y, (h, c))``: ``y`` of shape ``(N, C, H, W)``; ``h`` and ``c`` of shape ``(N, C)``.
+
+        Raises:
+            TypeError: called without ``state`` (e.g. as a timm ``attn_layer``, which calls ``attn(x)``).
+            ValueError: bad input or state shapes.
         """
+        if state is _NO_STATE:
+            raise TypeError(
+                "DIALSTM is a recurrent unit and cannot be a timm attn_layer (called as attn(x), with no "
+                "state). Call it as y, state = m(x, state), state=None for a stage's first block; use "
+                "create_model(..., attn='dia'), or any gate shared per stage with sharing='stage'"
+            )
         check_4d(x, self.channels, "DIALSTM")
         n, c = x.shape[0], x.shape[1]
         m = x.mean((2, 3))  # (N, C)
@@ -150,6 +164,7 @@ class DIALSTM(nn.Module):
         return y, (h_new, c_new)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return f"channels={self.channels}, rd_channels={self.rd_channels}, gate={gate_name(self.gate)}"
 
 

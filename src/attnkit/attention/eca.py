@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from ._gate import GateModule
 from ._helpers import gate_name, get_gate
 from ._registry import register_attn
 
@@ -19,19 +20,30 @@ __all__ = ["ECAModule", "eca_kernel_size"]
 
 
 def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
-    """The paper's adaptive kernel: ``t = floor(|log2(C) + beta| / gamma)``, made odd, at least 3."""
+    """The paper's adaptive kernel: ``t = floor(|log2(C) + beta| / gamma)``, made odd, at least 3.
+
+    Args:
+        channels: input channels ``C``.
+        gamma: the rule's divisor (2).
+        beta: the rule's offset (1).
+
+    Returns:
+        The odd kernel size ``k >= 3``.
+    """
     t = int(abs(math.log2(channels) + beta) / gamma)
     k = t if t % 2 else t + 1
     return max(k, 3)
 
 
-class ECAModule(nn.Module):
+class ECAModule(GateModule):
     """ECA channel gate: a 1-D conv across the pooled channel descriptor.
 
     Args:
         channels: input channels ``C``.
         kernel_size: odd int >= 1, or None for the paper's adaptive rule (:func:`eca_kernel_size`).
         gamma, beta: the adaptive rule's constants (2, 1).
+        act_layer: accepted for timm's ``attn_layer`` contract (CSP networks pass it); unused, ECA has
+            no hidden layer.
         gate_layer: gate non-linearity (sigmoid).
         device, dtype: factory kwargs.
 
@@ -59,6 +71,7 @@ class ECAModule(nn.Module):
         kernel_size: int | None = None,
         gamma: float = 2,
         beta: float = 1,
+        act_layer=None,
         gate_layer="sigmoid",
         device=None,
         dtype=None,
@@ -75,13 +88,14 @@ class ECAModule(nn.Module):
         )
         self.gate = get_gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """ECA logits, a 1-D conv across the pooled channels: ``(N, C, H, W) -> (N, C, 1, 1)``."""
         n, c = x.shape[0], x.shape[1]
         s = x.mean((2, 3)).reshape(n, 1, c)  # (N, 1, C): channels as a sequence
-        a = self.conv(s).reshape(n, c, 1, 1)  # (N, C, 1, 1)
-        return x * self.gate(a)
+        return self.conv(s).reshape(n, c, 1, 1)  # (N, C, 1, 1)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return f"channels={self.channels}, kernel_size={self.kernel_size}, gate={gate_name(self.gate)}"
 
 

@@ -11,10 +11,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._helpers import check_4d, gate_name, get_gate
+from ._gate import GateModule
+from ._helpers import check_4d, check_channels, gate_name, get_gate
 from ._registry import register_attn
 
-__all__ = ["IEBN2d", "IEGate", "convert_to_iebn"]
+__all__ = ["IEBN2d", "IEGate", "convert_to_iebn", "ie_gate_logits"]
+
+
+def ie_gate_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The IE instance gate's logits ``w * mean_hw(x) + b``, shared by :class:`IEBN2d` and :class:`IEGate`.
+
+    Args:
+        x: the input ``(N, C, H, W)``.
+        weight: per-channel ``w`` ``(C,)``.
+        bias: per-channel ``b`` ``(C,)``.
+
+    Returns:
+        ``(N, C, 1, 1)``.
+    """
+    c = weight.shape[0]
+    m = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1) per-instance GAP of the raw input
+    return weight.view(1, c, 1, 1) * m + bias.view(1, c, 1, 1)  # (N, C, 1, 1)
 
 
 class IEBN2d(nn.Module):
@@ -40,6 +57,7 @@ class IEBN2d(nn.Module):
         gate_weight_init: initial ``w`` (0.0, official).
         gate_bias_init: initial ``b`` (-1.0, official).
         gate_layer: gate non-linearity (``"sigmoid"``).
+        act_layer: accepted for timm's ``attn_layer`` contract; unused (IEBN has no hidden layer).
         device, dtype: factory kwargs.
 
     Shape:
@@ -76,12 +94,12 @@ class IEBN2d(nn.Module):
         gate_weight_init: float = 0.0,
         gate_bias_init: float = -1.0,
         gate_layer="sigmoid",
+        act_layer=None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
-        if not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"IEBN2d channels must be a positive int, got {channels!r}")
+        check_channels(channels, "IEBN2d")
         fk = {"device": device, "dtype": dtype}
         self.channels = channels
         self.eps = eps
@@ -125,6 +143,13 @@ class IEBN2d(nn.Module):
 
         The gate starts at its init values, so the result is *not* output-equivalent to ``bn``: with
         ``w = 0, b = -1`` it gives 0.269 × the normalised activation (plus β).
+
+        Args:
+            bn: the BatchNorm to convert.
+            **kwargs: further :class:`IEBN2d` arguments (gate init, gate layer).
+
+        Returns:
+            A new ``IEBN2d`` on ``bn``'s device and dtype.
         """
         p = bn.weight if bn.weight is not None else bn.running_mean
         layer = cls(
@@ -147,10 +172,10 @@ class IEBN2d(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` and scale it by ``γ`` times the instance gate: ``(N, C, H, W) -> (N, C, H, W)``."""
         check_4d(x, self.channels, "IEBN2d")
         c = self.channels
-        m = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1) GAP of the raw input
-        a = self.gate(self.gate_weight.view(1, c, 1, 1) * m + self.gate_bias.view(1, c, 1, 1))  # (N, C, 1, 1)
+        a = self.gate(ie_gate_logits(x, self.gate_weight, self.gate_bias))  # (N, C, 1, 1)
         # running-statistics bookkeeping exactly as nn.BatchNorm2d
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -170,13 +195,14 @@ class IEBN2d(nn.Module):
         return x_hat * (self.weight.view(1, c, 1, 1) * a) + self.bias.view(1, c, 1, 1)  # (N, C, H, W)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return (
             f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
             f"gate_init=({self.gate_weight_init}, {self.gate_bias_init})"
         )
 
 
-class IEGate(nn.Module):
+class IEGate(GateModule):
     """IE gate form: ``y = u * gate(w * mean_hw(u) + b)`` on the residual-branch output (``kind="gate"``).
 
     The form of "+IE" in the ASR paper's Table 1 (backbones spec §2.8): IEBN's instance gate without the
@@ -186,6 +212,7 @@ class IEGate(nn.Module):
         channels: input channels ``C``.
         gate_weight_init, gate_bias_init: initial ``w`` (0) and ``b`` (-1).
         gate_layer: gate non-linearity (sigmoid).
+        act_layer: accepted for timm's ``attn_layer`` contract; unused (no hidden layer).
         device, dtype: factory kwargs.
 
     Shape:
@@ -211,12 +238,12 @@ class IEGate(nn.Module):
         gate_weight_init: float = 0.0,
         gate_bias_init: float = -1.0,
         gate_layer="sigmoid",
+        act_layer=None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
-        if not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"IEGate channels must be a positive int, got {channels!r}")
+        check_channels(channels, "IEGate")
         self.channels = channels
         self.gate_weight = nn.Parameter(
             torch.full((channels,), float(gate_weight_init), device=device, dtype=dtype)
@@ -226,13 +253,13 @@ class IEGate(nn.Module):
         )
         self.gate = get_gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """IE logits ``w * mean_hw(x) + b``: ``(N, C, H, W) -> (N, C, 1, 1)``."""
         check_4d(x, self.channels, "IEGate")
-        c = self.channels
-        m = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
-        return x * self.gate(self.gate_weight.view(1, c, 1, 1) * m + self.gate_bias.view(1, c, 1, 1))
+        return ie_gate_logits(x, self.gate_weight, self.gate_bias)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return f"channels={self.channels}, gate={gate_name(self.gate)}"
 
 

@@ -7,14 +7,16 @@ Reference:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ._helpers import check_4d
+from ._gate import GateModule, ProductGate, stack_logits
+from ._helpers import accepts, check_4d
 from ._registry import list_attn, register_attn, resolve_attn
-from .se import SEModule
+from .se import SEModule, se_linear_to_conv
 
 __all__ = ["LSASModule", "LSAS_OFFICIAL_STAGES", "lsas_official_scheme", "lsas_state_dict_from_official"]
 
@@ -33,6 +35,9 @@ def lsas_official_scheme(blocks_per_stage: Sequence[int]) -> str:
     Args:
         blocks_per_stage: block counts, or any object with a ``blocks_per_stage`` attribute (a model).
 
+    Returns:
+        The scheme string, ``|`` between stages.
+
     Raises:
         ValueError: a backbone with neither 3 nor 4 stages.
     """
@@ -46,22 +51,14 @@ def lsas_official_scheme(blocks_per_stage: Sequence[int]) -> str:
     return "|".join(("1" if si in on else "0") * n for si, n in enumerate(bps))
 
 
-def _gate_logits(base: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Pre-gate logits ``(N, C, 1, 1)`` of a base module (its ``gate_logits``, or SE's fc2 output)."""
-    fn = getattr(base, "gate_logits", None)
-    if callable(fn):
-        return fn(x)
-    s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
-    return base.fc2(base.act(base.fc1(s)))  # (N, C, 1, 1) SE logits before the sigmoid
-
-
-def _supports_logits(cls) -> bool:
-    return callable(getattr(cls, "gate_logits", None)) or (
-        isinstance(cls, type) and issubclass(cls, SEModule)
+def _is_channel_gate(cls) -> bool:
+    """Whether ``cls`` has channel logits ``(N, C, 1, 1)`` under an elementwise gate (a valid LSAS base)."""
+    return (
+        callable(getattr(cls, "gate_logits", None)) and getattr(cls, "logits_shape", "channel") == "channel"
     )
 
 
-class LSASModule(nn.Module):
+class LSASModule(GateModule):
     """LSAS: a base attention's pre-gate logits ``z`` refined by ``order`` per-channel affine sub-attentions.
 
     ::
@@ -69,6 +66,9 @@ class LSASModule(nn.Module):
         z   = base.gate_logits(u)                     # (N, C, 1, 1); SE: fc2(ReLU(fc1(mean_hw(u))))
         s_0 = z;  s_k = w_k * s_{k-1} + b_k           # k = 1..order; w_k init 0.5, b_k init -0.5
         v   = gate(z) * prod_k gate(s_k);  y = u * v
+
+    :meth:`gate_logits` returns ``[z, s_1, ..., s_order]`` stacked on dim 1 and ``self.gate`` is a
+    :class:`ProductGate` over the base's non-linearity.
 
     ``order=0`` is exactly the base (SE). At initialisation with z = 0 the gate is 0.188770 (order 1),
     0.060562 (order 2).
@@ -82,16 +82,19 @@ class LSASModule(nn.Module):
     Args:
         channels: input channels ``C``.
         order: number of sub-attentions ``n >= 0`` (official default 1).
-        base: the base attention: ``"se"`` (official) or any registered gate with ``gate_logits``.
-        base_kwargs: extra constructor keywords for the base (merged over the SE keywords below).
-        rd_ratio, rd_channels, rd_divisor, act_layer: SE's width and activation (used when ``base="se"``;
-            ``create_model`` applies the paper's ``rd_divisor=1``).
-        gate_layer: squashing non-linearity (sigmoid), used for every factor.
+        base: the base attention: ``"se"`` (official) or any gate whose ``gate_logits`` are channel
+            logits ``(N, C, 1, 1)`` (``eca``, ``ie``, ``ras``, ``srm``, ...).
+        base_kwargs: extra constructor keywords for the base (merged over the keywords below).
+        rd_ratio, rd_channels, rd_divisor: SE's width (used when ``base="se"``; ``create_model``
+            applies the paper's ``rd_divisor=1``).
+        act_layer: the base's hidden activation (ReLU; timm's CSP networks pass theirs).
+        gate_layer: squashing non-linearity (sigmoid), the base's gate and used for every factor.
         sub_init: initial ``(w_k, b_k)`` (0.5, -0.5).
         device, dtype: factory kwargs.
 
     Shape:
-        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate`: ``(N, C, 1, 1)``.
+        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate_logits`: ``(N, 1 + order, C, 1, 1)``;
+        :meth:`attention`: ``(N, C, 1, 1)``.
 
     Cost:
         ``SE(C) + 2·order·C`` parameters per block, ``SE(C) = 2·C·h + h + C``; elementwise extra MACs only.
@@ -105,7 +108,7 @@ class LSASModule(nn.Module):
     Deviations:
         - An explicit ``order`` instead of substrings of the free-text ``--info`` flag.
         - Placement is explicit (``scheme``); the official deep-stage placement is not a default.
-        - Non-SE bases are an extension [inferred]; ``gate(x, return_all=True)`` is analysis only (the
+        - Non-SE bases are an extension [inferred]; :meth:`sub_attentions` is analysis only (the
           README figure's selection gate is static in the code).
         - Basic blocks get LSAS after ``bn2``.
     """
@@ -129,28 +132,25 @@ class LSASModule(nn.Module):
         if not isinstance(order, int) or order < 0:
             raise ValueError(f"LSAS order must be an int >= 0, got {order!r}")
         entry = resolve_attn(base)
-        if not _supports_logits(entry.cls):
-            ok = [n for n in list_attn() if _supports_logits(resolve_attn(n).cls)]
+        if not _is_channel_gate(entry.cls):
+            ok = [n for n in list_attn() if _is_channel_gate(resolve_attn(n).cls)]
             raise ValueError(
-                f"LSAS base {base!r} exposes no pre-gate logits (gate_logits); valid bases: {ok}"
+                f"LSAS base {base!r} exposes no channel pre-gate logits (gate_logits -> (N, C, 1, 1)); "
+                f"valid bases: {ok}"
             )
         fk = {"device": device, "dtype": dtype}
-        kw: dict = {}
+        kw: dict = {
+            k: v for k, v in (("act_layer", act_layer), ("gate_layer", gate_layer)) if accepts(entry.cls, k)
+        }
         if isinstance(entry.cls, type) and issubclass(entry.cls, SEModule):
-            kw = {
-                "rd_ratio": rd_ratio,
-                "rd_channels": rd_channels,
-                "rd_divisor": rd_divisor,
-                "act_layer": act_layer,
-                "gate_layer": gate_layer,
-            }
+            kw.update(rd_ratio=rd_ratio, rd_channels=rd_channels, rd_divisor=rd_divisor)
         kw.update(base_kwargs or {})
         self.channels = channels
         self.order = order
         self.sub_init = (float(sub_init[0]), float(sub_init[1]))
         self.base = entry.cls(channels, **kw, **fk)
         self.base_name = entry.name
-        self.act = self.base.gate if isinstance(getattr(self.base, "gate", None), nn.Module) else nn.Sigmoid()
+        self.gate = ProductGate(copy.deepcopy(self.base.gate))
         if order > 0:
             self.sub_weight = nn.Parameter(torch.full((order, channels), self.sub_init[0], **fk))
             self.sub_bias = nn.Parameter(torch.full((order, channels), self.sub_init[1], **fk))
@@ -158,24 +158,37 @@ class LSASModule(nn.Module):
             self.register_parameter("sub_weight", None)
             self.register_parameter("sub_bias", None)
 
-    def gate(self, x: torch.Tensor, return_all: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        """The attention ``v'_order`` ``(N, C, 1, 1)``; with ``return_all`` the list ``[v'_0, ..., v'_order]``."""
+    logits_shape = "factors"
+
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The base logits and the sub-attention chain: ``(N, C, H, W) -> (N, 1 + order, C, 1, 1)``."""
         check_4d(x, self.channels, "LSASModule")
         c = self.channels
-        z = _gate_logits(self.base, x)  # (N, C, 1, 1)
-        v = self.act(z)  # (N, C, 1, 1) v'_0 = the base gate
-        outs = [v]
-        s = z
+        z = self.base.gate_logits(x)  # (N, C, 1, 1) the base's own logits
+        logits = [z]
         for k in range(self.order):
-            s = self.sub_weight[k].view(1, c, 1, 1) * s + self.sub_bias[k].view(1, c, 1, 1)  # (N, C, 1, 1)
-            v = v * self.act(s)
-            outs.append(v)
-        return outs if return_all else v
+            z = self.sub_weight[k].view(1, c, 1, 1) * z + self.sub_bias[k].view(1, c, 1, 1)  # (N, C, 1, 1)
+            logits.append(z)
+        return stack_logits(logits)  # (N, 1 + order, C, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)  # (N, C, H, W)
+    def sub_attentions(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The cumulative attentions ``[v'_0, ..., v'_order]``, each ``(N, C, 1, 1)`` (for analysis).
+
+        ``v'_0`` is the base gate and ``v'_order`` equals :meth:`attention`.
+
+        Args:
+            x: the input ``(N, C, H, W)``.
+
+        Returns:
+            ``order + 1`` tensors.
+        """
+        outs = []
+        for f in self.gate.factors(self.gate_logits(x)):
+            outs.append(f if not outs else outs[-1] * f)
+        return outs
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         rd = getattr(self.base, "rd_channels", None)
         return f"{self.channels}, order={self.order}, base={self.base_name}" + (
             f"(rd={rd})" if rd is not None else ""
@@ -190,17 +203,23 @@ def lsas_state_dict_from_official(
     CIFAR names: ``fc1``/``fc2`` (Linear) -> ``base.fc1``/``base.fc2`` (1×1 conv), ``w, w2, ..., w5`` and
     ``b, b2, ..., b5`` -> rows of ``sub_weight``/``sub_bias``. ImageNet names: ``se.fc.0``/``se.fc.2``,
     ``se.w``/``se.b``. ``prefix`` is stripped from the keys first.
+
+    Args:
+        state_dict: the official tensors.
+        prefix: the block prefix to strip (e.g. ``"layer3.0.se."``).
+
+    Returns:
+        A new state dict for one :class:`LSASModule`.
     """
     sd = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    sd = se_linear_to_conv({(k[3:] if k.startswith("se.") else k): v for k, v in sd.items()})
     out: dict[str, torch.Tensor] = {}
     subs_w: dict[int, torch.Tensor] = {}
     subs_b: dict[int, torch.Tensor] = {}
     for k, v in sd.items():
-        k2 = k[3:] if k.startswith("se.") else k
-        k2 = k2.replace("fc.0", "fc1").replace("fc.2", "fc2")
-        head, _, tail = k2.partition(".")
+        head, _, tail = k.partition(".")
         if head in ("fc1", "fc2"):
-            out[f"base.{head}.{tail}"] = v.reshape(*v.shape, 1, 1) if tail == "weight" and v.dim() == 2 else v
+            out[f"base.{k}"] = v
         elif head[:1] in ("w", "b") and (head[1:] == "" or head[1:].isdigit()) and not tail:
             idx = int(head[1:] or 1) - 1
             (subs_w if head[0] == "w" else subs_b)[idx] = v.reshape(-1)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._helpers import check_4d, gate_name, get_gate
+from ._gate import GateModule
+from ._helpers import check_4d, check_channels, gate_name, get_gate
 from ._registry import register_attn
 
 __all__ = ["RASModule"]
 
 
-class RASModule(nn.Module):
+class RASModule(GateModule):
     """RAS channel gate: the same per-channel affine ("LE") applied ``T`` times, with a BN in between.
 
     For the branch output ``u`` and implicit depth ``T`` (official ``T = 2``)::
@@ -41,6 +42,7 @@ class RASModule(nn.Module):
         b_init: initial ``b`` (-1.0).
         gate_layer: gate non-linearity (sigmoid).
         eps, momentum: of the BNs (1e-5, 0.1).
+        act_layer: accepted for timm's ``attn_layer`` contract; unused (RAS has no hidden layer).
         device, dtype: factory kwargs.
 
     Shape:
@@ -78,12 +80,12 @@ class RASModule(nn.Module):
         gate_layer="sigmoid",
         eps: float = 1e-5,
         momentum: float | None = 0.1,
+        act_layer=None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
-        if not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"RAS channels must be a positive int, got {channels!r}")
+        check_channels(channels, "RAS")
         if not isinstance(implicit_depth, int) or implicit_depth < 1:
             raise ValueError(f"RAS implicit_depth must be an int >= 1, got {implicit_depth!r}")
         fk = {"device": device, "dtype": dtype}
@@ -99,7 +101,13 @@ class RASModule(nn.Module):
         )
         self.gate = get_gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The LE/BN chain on the pooled input: ``(N, C, H, W) -> (N, C, 1, 1)``.
+
+        Raises:
+            RuntimeError: a fused module in training mode.
+            ValueError: a training batch of 1 while the chain holds BatchNorms; bad input shape.
+        """
         check_4d(x, self.channels, "RASModule")
         c = self.channels
         z0 = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
@@ -108,9 +116,8 @@ class RASModule(nn.Module):
                 raise RuntimeError(
                     "RASModule was fused by reparameterize() and is eval-only; it cannot be trained"
                 )
-            z = self.fused_weight.view(1, c, 1, 1) * z0 + self.fused_bias.view(1, c, 1, 1)  # (N, C, 1, 1)
-            return x * self.gate(z)
-        if self.training and len(self.norms) > 0 and x.shape[0] == 1:
+            return self.fused_weight.view(1, c, 1, 1) * z0 + self.fused_bias.view(1, c, 1, 1)  # (N, C, 1, 1)
+        if self.training and x.shape[0] == 1 and any(isinstance(n, nn.BatchNorm2d) for n in self.norms):
             raise ValueError(
                 "RAS needs a batch of more than 1 sample in training mode: its BatchNorm normalises the "
                 "pooled (N, C, 1, 1) features over the batch"
@@ -120,7 +127,7 @@ class RASModule(nn.Module):
         z = w * z0 + b  # (N, C, 1, 1) first LE step
         for norm in self.norms:
             z = w * norm(z) + b  # (N, C, 1, 1) BN then the SAME LE again
-        return x * self.gate(z)  # (N, C, H, W)
+        return z
 
     @torch.no_grad()
     def reparameterize(self) -> None:
@@ -146,6 +153,7 @@ class RASModule(nn.Module):
         self.fused = True
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         s = f"{self.channels}, implicit_depth={self.implicit_depth}, w_init={self.w_init}, b_init={self.b_init}"
         return s + (", fused=True" if self.fused else f", gate={gate_name(self.gate)}")
 

@@ -12,8 +12,12 @@ import math
 import torch
 from torch import nn
 
-from ._helpers import check_4d, gate_name, get_act_layer, get_gate, resolve_rd_channels
+from ._gate import GateModule, ProductGate, stack_logits
+from ._helpers import check_4d, gate_name, get_gate
 from ._registry import register_attn
+from .eca import ECAModule
+from .iebn import IEGate
+from .se import SEModule, se_linear_to_conv
 
 __all__ = ["SEMModule", "sem_eca_kernel_size", "sem_state_dict_from_official"]
 
@@ -25,35 +29,34 @@ def sem_eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int
     """SEM's ECA kernel rule, as coded: ``t = int(|(log2 C + beta) / gamma|)``, made odd, **no minimum**.
 
     Gives 3, 3, 3, 5, 5, 5, 5, 7 for C = 16 ... 2048 and 1 for C = 4 (attnkit's ``eca`` clamps to >= 3).
+
+    Args:
+        channels: input channels ``C``.
+        gamma: the rule's divisor (2).
+        beta: the rule's offset (1).
+
+    Returns:
+        The odd kernel size (>= 1).
     """
     t = int(abs((math.log2(channels) + beta) / gamma))
     return t if t % 2 else t + 1
 
 
-class _SE(nn.Module):
-    """SE excitation producing pre-sigmoid logits: ``fc2(act(fc1(m)))`` with 1×1 convs on (N, C, 1, 1)."""
-
-    def __init__(self, channels: int, rd_channels: int, act_layer, device=None, dtype=None):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, rd_channels, 1, device=device, dtype=dtype)
-        self.act = get_act_layer(act_layer)
-        self.fc2 = nn.Conv2d(rd_channels, channels, 1, device=device, dtype=dtype)
-
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(s)))  # (N, C, 1, 1)
-
-
-class SEMModule(nn.Module):
+class SEMModule(GateModule):
     """SEM channel gate: SE, ECA and IE excitations, each scaled by a per-input decision weight.
 
     For the branch output ``u`` (official order of operators)::
 
         s   = mean_hw(u)                                     # (N, C, 1, 1)
         w   = sigmoid(decision(s))                           # (N, 3) independent sigmoids (not a softmax)
-        e1  = fc2(ReLU(fc1(s)))                              # SE logits
-        e2  = conv1d_k(s as (N, 1, C))                       # ECA logits, no bias
-        e3  = ie_weight * s + ie_bias                        # IE logits, per channel
+        e1  = se.gate_logits(s)                              # SE logits fc2(ReLU(fc1(s)))
+        e2  = eca.gate_logits(s)                             # ECA logits, conv1d_k over channels, no bias
+        e3  = ie.gate_logits(s)                              # IE logits w * s + b, per channel
         v   = prod_i gate(w_i * e_i);   y = u * v
+
+    The operators are attnkit's own :class:`SEModule`, :class:`ECAModule` and :class:`IEGate`, called
+    through their ``gate_logits``; ``self.gate`` is a :class:`ProductGate` over the stacked
+    ``w_i * e_i``.
 
     Gate values of 0 do **not** switch an operator off: its factor becomes ``gate(0) = 0.5``, halving the
     branch. At initialisation ``v ≈ 0.5 · 0.5 · sigmoid(-0.5) ≈ 0.094`` (SE: ≈ 0.5).
@@ -72,8 +75,8 @@ class SEMModule(nn.Module):
         device, dtype: factory kwargs.
 
     Shape:
-        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate`: ``(N, C, 1, 1)``; :meth:`switch_weights`:
-        ``(N, len(operators))``.
+        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate_logits`: ``(N, n_ops, C, 1, 1)``;
+        :meth:`attention`: ``(N, C, 1, 1)``; :meth:`switch_weights`: ``(N, n_ops)``.
 
     Cost:
         ``2·C·h + h + C`` (SE) + ``n_ops·(C + 1)`` (decision) + ``k`` (ECA) + ``2C`` (IE) parameters per
@@ -92,7 +95,9 @@ class SEMModule(nn.Module):
           sigmoids is official).
         - The ECA kernel rule keeps the official code's lack of a minimum of 3.
         - SE and decision maps are 1×1 convs / ``Linear`` on pooled vectors: same counts and init
-          distribution as the official ``Linear`` layers.
+          distribution as the official ``Linear`` layers. Parameter names follow the operator modules
+          (``se.fc1``, ``eca.conv``, ``ie.gate_weight``); :func:`sem_state_dict_from_official` maps the
+          official names.
     """
 
     def __init__(
@@ -128,31 +133,25 @@ class SEMModule(nn.Module):
         self.channels = channels
         self.operators = operators
         self.gate_mode = gate_mode
-        self.ie_init = (float(ie_init[0]), float(ie_init[1]))
         self.decision = nn.Linear(channels, len(operators), **fk)
-        self.rd_channels = (
-            resolve_rd_channels(channels, rd_ratio, rd_channels, rd_divisor) if "se" in operators else 0
+        gk = {"gate_layer": gate_layer, **fk}
+        self.se = (
+            SEModule(channels, rd_ratio, rd_channels, rd_divisor, act_layer, **gk)
+            if "se" in operators
+            else None
         )
-        self.se = _SE(channels, self.rd_channels, act_layer, **fk) if "se" in operators else None
-        self.eca_k = 0
+        self.rd_channels = self.se.rd_channels if self.se is not None else 0
         self.eca = None
         if "eca" in operators:
-            k = (
-                sem_eca_kernel_size(channels, eca_gamma, eca_beta)
-                if eca_kernel_size is None
-                else eca_kernel_size
-            )
+            k = eca_kernel_size
+            k = sem_eca_kernel_size(channels, eca_gamma, eca_beta) if k is None else k
             if not isinstance(k, int) or k < 1 or k % 2 == 0:
                 raise ValueError(f"SEM eca_kernel_size must be an odd int >= 1, got {k!r}")
-            self.eca_k = k
-            self.eca = nn.Conv1d(1, 1, k, padding=k // 2, bias=False, **fk)
-        if "ie" in operators:
-            self.ie_weight = nn.Parameter(torch.empty(channels, **fk))
-            self.ie_bias = nn.Parameter(torch.empty(channels, **fk))
-        else:
-            self.register_parameter("ie_weight", None)
-            self.register_parameter("ie_bias", None)
-        self.act = get_gate(gate_layer)
+            self.eca = ECAModule(channels, kernel_size=k, **gk)
+        self.eca_k = self.eca.kernel_size if self.eca is not None else 0
+        self.ie_init = (float(ie_init[0]), float(ie_init[1]))
+        self.ie = IEGate(channels, *self.ie_init, **gk) if "ie" in operators else None
+        self.gate = ProductGate(get_gate(gate_layer))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,10 +161,10 @@ class SEMModule(nn.Module):
             self.se.fc1.reset_parameters()
             self.se.fc2.reset_parameters()
         if self.eca is not None:
-            self.eca.reset_parameters()
-        if self.ie_weight is not None:
-            nn.init.constant_(self.ie_weight, self.ie_init[0])
-            nn.init.constant_(self.ie_bias, self.ie_init[1])
+            self.eca.conv.reset_parameters()
+        if self.ie is not None:
+            nn.init.constant_(self.ie.gate_weight, self.ie_init[0])
+            nn.init.constant_(self.ie.gate_bias, self.ie_init[1])
 
     def _switch(self, s: torch.Tensor) -> torch.Tensor:
         d = self.decision(s.flatten(1))  # (N, n_ops)
@@ -176,31 +175,25 @@ class SEMModule(nn.Module):
         check_4d(x, self.channels, "SEMModule")
         return self._switch(x.mean((2, 3), keepdim=True))
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention ``v``: ``(N, C, H, W) -> (N, C, 1, 1)``."""
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The switched operator logits ``w_i * e_i``: ``(N, C, H, W) -> (N, n_ops, C, 1, 1)``."""
         check_4d(x, self.channels, "SEMModule")
-        n, c = x.shape[0], x.shape[1]
+        n = x.shape[0]
         s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
         w = self._switch(s)  # (N, n_ops)
-        v = None
+        logits = []
         for j, op in enumerate(self.operators):
-            if op == "se":
-                e = self.se(s)  # (N, C, 1, 1)
-            elif op == "eca":
-                e = self.eca(s.reshape(n, 1, c)).reshape(n, c, 1, 1)  # (N, 1, C) -> (N, C, 1, 1)
-            else:
-                e = self.ie_weight.view(1, c, 1, 1) * s + self.ie_bias.view(1, c, 1, 1)  # (N, C, 1, 1)
-            f = self.act(w[:, j].reshape(n, 1, 1, 1).to(e.dtype) * e)  # (N, C, 1, 1)
-            v = f if v is None else v * f
-        return v
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)  # (N, C, H, W)
+            e = getattr(self, op).gate_logits(
+                s
+            )  # (N, C, 1, 1): the operator's own logits of the pooled input
+            logits.append(w[:, j].reshape(n, 1, 1, 1).to(e.dtype) * e)  # (N, C, 1, 1)
+        return stack_logits(logits)  # (N, n_ops, C, 1, 1)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return (
             f"{self.channels}, rd_channels={self.rd_channels}, eca_k={self.eca_k}, operators={self.operators}, "
-            f"gate_mode={self.gate_mode!r}, gate={gate_name(self.act)}"
+            f"gate_mode={self.gate_mode!r}, gate={gate_name(self.gate)}"
         )
 
 
@@ -208,8 +201,13 @@ def sem_state_dict_from_official(state_dict: dict[str, torch.Tensor]) -> dict[st
     """Map an official SEM block state dict to :class:`SEMModule` names and shapes.
 
     ``switch_fc -> decision``, ``fc1/fc2 -> se.fc1/se.fc2`` (Linear weights gain 1×1 dims),
-    ``conv -> eca``, ``w1/b1 -> ie_weight/ie_bias`` (flattened from ``(1, C, 1, 1)``). Keys must be the
-    module's own (no block prefix).
+    ``conv -> eca.conv``, ``w1/b1 -> ie.gate_weight/ie.gate_bias`` (flattened from ``(1, C, 1, 1)``).
+
+    Args:
+        state_dict: the module's own official tensors (no block prefix).
+
+    Returns:
+        A new state dict with attnkit's names; unknown keys are copied.
     """
     out = {}
     for k, v in state_dict.items():
@@ -217,16 +215,14 @@ def sem_state_dict_from_official(state_dict: dict[str, torch.Tensor]) -> dict[st
         if head == "switch_fc":
             out[f"decision.{tail}"] = v
         elif head in ("fc1", "fc2"):
-            out[f"se.{head}.{tail}"] = v.reshape(*v.shape, 1, 1) if tail == "weight" and v.dim() == 2 else v
+            out[f"se.{k}"] = v
         elif head == "conv":
-            out[f"eca.{tail}"] = v
-        elif k == "w1":
-            out["ie_weight"] = v.reshape(-1)
-        elif k == "b1":
-            out["ie_bias"] = v.reshape(-1)
+            out[f"eca.conv.{tail}"] = v
+        elif k in ("w1", "b1"):
+            out["ie.gate_weight" if k == "w1" else "ie.gate_bias"] = v.reshape(-1)
         else:
             out[k] = v
-    return out
+    return se_linear_to_conv(out)  # se.fc1/se.fc2 Linear weights -> (out, in, 1, 1)
 
 
 register_attn(

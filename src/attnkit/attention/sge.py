@@ -10,26 +10,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._gate import GateModule
 from ._helpers import gate_name, get_gate
 from ._registry import register_attn
 
 __all__ = ["SGEModule"]
 
 
-class SGEModule(nn.Module):
-    """SGE: in each channel group, a spatial gate from the similarity of every position to the group's
-    global descriptor, normalised over space and scaled by a per-group affine.
+class SGEModule(GateModule):
+    """SGE: a per-group spatial gate from each position's similarity to the group's global descriptor.
+
+    The similarity map is normalised over space and scaled by a per-group affine.
 
     Args:
         channels: input channels ``C`` (must be divisible by ``groups``).
         groups: number of groups ``G`` (64, as the reference, for every stage).
         eps: added to the spatial standard deviation (after the square root, as the reference).
         gate_layer: gate non-linearity (sigmoid).
+        act_layer: accepted for timm's ``attn_layer`` contract; unused (SGE has no hidden layer).
         device, dtype: factory kwargs.
 
     Shape:
-        ``(N, C, H, W) -> (N, C, H, W)``. The output is NCHW-contiguous even for a channels_last input
-        (the channel regrouping is a reshape); values are identical.
+        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate_logits`: ``(N, C, H, W)`` (each group's spatial
+        logits repeated over its ``C/G`` channels).
 
     Cost:
         ``2·G`` parameters per block; 0 counted MACs. Initial gate σ(1) ≈ 0.731 everywhere (γ = 0, β = 1).
@@ -45,12 +48,16 @@ class SGEModule(nn.Module):
         ``reshape`` instead of ``view`` so that channels_last inputs work; raises on 1×1 inputs.
     """
 
+    logits_shape = "spatial"
+    asr_support = "unsupported"
+
     def __init__(
         self,
         channels: int,
         groups: int = 64,
         eps: float = 1e-5,
         gate_layer="sigmoid",
+        act_layer=None,
         device=None,
         dtype=None,
     ):
@@ -63,7 +70,12 @@ class SGEModule(nn.Module):
         self.bias = nn.Parameter(torch.ones(1, groups, 1, 1, **fk))
         self.gate = get_gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-group normalised similarity maps, affine-scaled: ``(N, C, H, W) -> (N, C, H, W)``.
+
+        Raises:
+            ValueError: a 1×1 input (undefined spatial standard deviation).
+        """
         n, c, h, w = x.shape
         if h * w == 1:
             raise ValueError(
@@ -76,10 +88,10 @@ class SGEModule(nn.Module):
         t = t - t.mean(1, keepdim=True)
         t = t / (t.std(1, keepdim=True) + self.eps)  # (N·G, H·W), unbiased std as the reference
         t = t.reshape(n, g, h, w) * self.weight + self.bias  # (N, G, H, W)
-        t = t.reshape(n * g, 1, h, w)
-        return (xg * self.gate(t)).reshape(n, c, h, w)
+        return t.reshape(n, g, 1, h, w).expand(n, g, c // g, h, w).reshape(n, c, h, w)  # (N, C, H, W)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return f"channels={self.channels}, groups={self.groups}, gate={gate_name(self.gate)}"
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._helpers import check_4d, gate_name, get_gate
+from ._gate import GateModule, ProductGate, stack_logits
+from ._helpers import check_4d, check_channels, gate_name, get_gate
 from ._registry import register_attn
 
 __all__ = ["SPEMModule", "spem_state_dict_from_official"]
@@ -19,7 +20,7 @@ __all__ = ["SPEMModule", "spem_state_dict_from_official"]
 _FORMULATIONS = ("code", "figure")
 
 
-class SPEMModule(nn.Module):
+class SPEMModule(GateModule):
     """SPEM channel gate: a learned mix of global max and min pooling, excited by per-channel affines.
 
     ``formulation="code"`` (default, the official code)::
@@ -50,10 +51,13 @@ class SPEMModule(nn.Module):
         init_weight, init_bias: initial affine weights (0) and biases (-1) of both maps.
         init_p: initial value of both mixing scalars (0.5).
         gate_layer: the squashing non-linearity used for both sigmoids.
+        act_layer: accepted for timm's ``attn_layer`` contract; unused (SPEM has no hidden layer).
         device, dtype: factory kwargs.
 
     Shape:
-        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate`: ``(N, C, 1, 1)``.
+        ``(N, C, H, W) -> (N, C, H, W)``; :meth:`gate_logits`: ``(N, K, C, 1, 1)`` (the factors' logits,
+        ``K = 2`` for "code", 1 for "figure"), read by ``self.gate``, a :class:`ProductGate`;
+        :meth:`attention`: ``(N, C, 1, 1)``.
 
     Cost:
         ``4C + 2`` parameters per block, no counted MACs. ResNet-164 (CIFAR-100): 1,759,648 params.
@@ -71,6 +75,8 @@ class SPEMModule(nn.Module):
         - ``formulation="figure"`` is a reconstruction of the README figure [inferred].
         - ``amax``/``amin`` split gradients evenly among tied elements (official max-pool/min route
           to one element); outputs are identical.
+        - λ is computed in the parameters' dtype (float32 for fp16/bf16 parameters), so a float64
+          module matches the official formula to float64 precision.
     """
 
     def __init__(
@@ -82,14 +88,14 @@ class SPEMModule(nn.Module):
         init_bias: float = -1.0,
         init_p: float = 0.5,
         gate_layer="sigmoid",
+        act_layer=None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         if formulation not in _FORMULATIONS:
             raise ValueError(f"SPEM formulation must be one of {_FORMULATIONS}, got {formulation!r}")
-        if not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"SPEM channels must be a positive int, got {channels!r}")
+        check_channels(channels, "SPEM")
         fk = {"device": device, "dtype": dtype}
         self.channels = channels
         self.aux_weight = float(aux_weight)
@@ -100,10 +106,13 @@ class SPEMModule(nn.Module):
         self.exc_weight = nn.Parameter(torch.full(shape, float(init_weight), **fk))
         self.exc_bias = nn.Parameter(torch.full(shape, float(init_bias), **fk))
         self.p = nn.Parameter(torch.full((2,), float(init_p), **fk))
-        self.act = get_gate(gate_layer)
+        self.gate = ProductGate(get_gate(gate_layer))
+
+    logits_shape = "factors"
 
     def _lam(self) -> torch.Tensor:
-        p2 = self.p.float() ** 2  # (2,), fp32 even under autocast
+        p = self.p.float() if self.p.dtype in (torch.float16, torch.bfloat16) else self.p  # fp32 at least
+        p2 = p**2  # (2,)
         return p2[0] / (p2[0] + p2[1])  # ()
 
     @property
@@ -111,32 +120,30 @@ class SPEMModule(nn.Module):
         """λ, the weight of the max branch (0-dim, detached; for logging)."""
         return self._lam().detach()
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention ``v``: ``(N, C, H, W) -> (N, C, 1, 1)``."""
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The factors' logits: ``(N, C, H, W) -> (N, K, C, 1, 1)``; ``self.gate`` multiplies them squashed."""
         check_4d(x, self.channels, "SPEMModule")
         f_max = x.amax((2, 3), keepdim=True)  # (N, C, 1, 1)
         f_min = x.amin((2, 3), keepdim=True)  # (N, C, 1, 1)
         big = self.rew_weight * f_max + self.rew_bias  # (N, C, 1, 1) g_rew(f_max)
         small = self.rew_weight * f_min + self.rew_bias  # (N, C, 1, 1) g_rew(f_min)
-        v_rew = self.act(big + small)  # (N, C, 1, 1)
         lam = self._lam().to(big.dtype)  # ()
         if self.formulation == "code":
             mix = lam * big + (1 - lam) * small  # (N, C, 1, 1) mix of the reweighted pools
-            return v_rew * self.act(self.exc_weight * mix + self.exc_bias)  # (N, C, 1, 1)
+            return stack_logits([big + small, self.exc_weight * mix + self.exc_bias])  # (N, 2, C, 1, 1)
+        v_rew = self.gate.act(big + small)  # (N, C, 1, 1)
         mix = lam * f_max + (1 - lam) * f_min  # (N, C, 1, 1) mix of the raw pools
-        return self.act(v_rew * (self.exc_weight * mix + self.exc_bias))  # (N, C, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)  # (N, C, H, W)
+        return stack_logits([v_rew * (self.exc_weight * mix + self.exc_bias)])  # (N, 1, C, 1, 1)
 
     def aux_loss(self) -> torch.Tensor:
         """``aux_weight * (p**2).sum()``: a 0-dim tensor, already weighted; depends on parameters only."""
         return self.aux_weight * (self.p**2).sum()
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return (
             f"channels={self.channels}, aux_weight={self.aux_weight}, formulation={self.formulation!r}, "
-            f"gate={gate_name(self.act)}"
+            f"gate={gate_name(self.gate)}"
         )
 
 
@@ -144,6 +151,12 @@ def spem_state_dict_from_official(state_dict: dict[str, torch.Tensor]) -> dict[s
     """Rename an official SPEM state dict: ``w2, b2 -> rew_*``, ``w1, b1 -> exc_*``, ``p -> p``.
 
     Keys may carry a prefix (e.g. ``layer1.0.spem.w1``); the prefix is kept. Other keys are copied.
+
+    Args:
+        state_dict: the official tensors.
+
+    Returns:
+        A new state dict with attnkit's names.
     """
     names = {"w2": "rew_weight", "b2": "rew_bias", "w1": "exc_weight", "b1": "exc_bias", "p": "p"}
     out = {}

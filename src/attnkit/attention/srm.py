@@ -10,13 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._gate import GateModule
 from ._helpers import gate_name, get_gate
 from ._registry import register_attn
 
 __all__ = ["SRMModule"]
 
 
-class SRMModule(nn.Module):
+class SRMModule(GateModule):
     """SRM gate: style pooling (per-channel mean and std), a per-channel 2-tap integration, BN, sigmoid.
 
     ``t = (mean_hw x, sqrt(var_hw x + eps))``, ``z_c = w_c1 μ_c + w_c2 σ_c``, ``y = x * σ(BN(z))``.
@@ -25,6 +26,7 @@ class SRMModule(nn.Module):
         channels: input channels ``C``.
         eps: added to the unbiased variance before the square root (1e-5, as the official code).
         gate_layer: gate non-linearity (sigmoid).
+        act_layer: accepted for timm's ``attn_layer`` contract; unused (SRM has no hidden layer).
         device, dtype: factory kwargs.
 
     Shape:
@@ -47,7 +49,11 @@ class SRMModule(nn.Module):
         need it).
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5, gate_layer="sigmoid", device=None, dtype=None):
+    asr_support = "needs_spatial_psi"
+
+    def __init__(
+        self, channels: int, eps: float = 1e-5, gate_layer="sigmoid", act_layer=None, device=None, dtype=None
+    ):
         super().__init__()
         fk = {"device": device, "dtype": dtype}
         self.channels = channels
@@ -56,7 +62,12 @@ class SRMModule(nn.Module):
         self.bn = nn.BatchNorm2d(channels, **fk)
         self.gate = get_gate(gate_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``BN(w_1 μ + w_2 σ)`` of the style statistics: ``(N, C, H, W) -> (N, C, 1, 1)``.
+
+        Raises:
+            ValueError: a 1×1 input (undefined standard deviation).
+        """
         if x.shape[2] * x.shape[3] == 1:
             raise ValueError(
                 f"SRMModule needs H·W > 1 for the standard deviation, got shape {tuple(x.shape)}"
@@ -65,9 +76,10 @@ class SRMModule(nn.Module):
         std = (x.var((2, 3), unbiased=True) + self.eps).sqrt()  # (N, C)
         t = torch.stack((mean, std), dim=-1)  # (N, C, 2)
         z = (t * self.cfc).sum(-1)[:, :, None, None]  # (N, C, 1, 1)
-        return x * self.gate(self.bn(z))
+        return self.bn(z)  # (N, C, 1, 1)
 
     def extra_repr(self) -> str:
+        """The resolved settings shown in ``repr``."""
         return f"channels={self.channels}, gate={gate_name(self.gate)}"
 
 
