@@ -63,6 +63,11 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, RegistryEntry[T]] = {}
         self._aliases: dict[str, str] = {}
+        self._hints: dict[str, str] = {}
+
+    def add_hint(self, name: str, text: str) -> None:
+        """Add ``text`` to the error for the unregistered ``name`` (say why it is absent, what to use)."""
+        self._hints[str(name).lower()] = text
 
     def add(
         self,
@@ -114,8 +119,9 @@ class Registry(Generic[T]):
         key = str(name).lower()
         key = self._aliases.get(key, key)
         if key not in self._entries:
+            hint = f". {self._hints[key]}" if key in self._hints else ""
             raise ValueError(
-                f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or '(none)'}"
+                f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or '(none)'}{hint}"
             )
         return key
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention.asr import has_gate, module_gate
+from ..attention.asr import has_gate, module_gate
 
 __all__ = ["StripeStats", "stripe_statistics", "stripe_matrix", "plot_stripes", "attention_layers"]
 
@@ -91,8 +91,10 @@ class _Welford:
 
 
 def attention_layers(model: nn.Module) -> list[str]:
-    """Qualified names of the modules whose gate can be read (:func:`attnkit.attention.asr.has_gate`),
-    outermost first (a gate nested inside another gate's module is skipped)."""
+    """Qualified names of the modules whose gate can be read, outermost first.
+
+    A gate nested inside another gate's module is skipped (:func:`attnkit.attention.asr.has_gate`).
+    """
     names: list[str] = []
     for name, m in model.named_modules():
         if name and has_gate(m) and not any(name.startswith(p + ".") for p in names):
