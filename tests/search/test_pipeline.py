@@ -88,3 +88,16 @@ def test_cli_lists_official_schemes(capsys):
     assert main(["search", "--list-schemes"]) == 0
     out = capsys.readouterr().out
     assert "100|1011|010011|011" in out and "(6, 3, 50, 3)" in out
+
+
+def test_configs_round_trip_through_the_shared_loader():
+    cfg = PipelineConfig(
+        model="resnet56", extra_schemes=["full", "none"], search=SearchConfig(steps=7, seed=3)
+    )
+    back = PipelineConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.search.steps == 7
+    assert SearchConfig.from_dict({"steps": "12"}).steps == 12  # strings converted to the field's type
+    with pytest.raises(ValueError, match="valid keys"):
+        PipelineConfig.from_dict({"modle": "resnet20"})
+    with pytest.raises(TypeError, match="steps"):
+        SearchConfig.from_dict({"steps": "many"})

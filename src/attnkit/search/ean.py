@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from .._config import dataclass_from_dict
 from .._io import atomic_write_csv, atomic_write_text
 from ..models import ConnectionScheme
 from .controller import RNDBonus, SchemePolicy, on_policy_loss, replay_loss
@@ -110,12 +111,13 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
-        """Build from a dict, rejecting unknown keys (ValueError names them)."""
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ValueError(f"unknown SearchConfig field(s) {bad}; known: {sorted(names)}")
-        return cls(**d)
+        """Build from a dict of fields (strings converted) via :func:`attnkit._config.dataclass_from_dict`.
+
+        Raises:
+            ValueError: unknown keys (the message lists the valid ones).
+            TypeError: a value of the wrong type (the message names the field).
+        """
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass

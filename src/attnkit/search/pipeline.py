@@ -31,12 +31,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._config import dataclass_from_dict
 from .._io import atomic_torch_save, atomic_write_text
 from ..models import ConnectionScheme
 from .ean import EANSearch, SearchConfig, SearchResult
@@ -68,7 +69,7 @@ class PipelineConfig:
 
     model: str = "resnet20"
     attn: str = "se"
-    attn_kwargs: Any = None
+    attn_kwargs: Any | None = None
     sharing: str = "stage"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "fashion-mnist"
@@ -105,15 +106,22 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ValueError(f"unknown PipelineConfig field(s) {bad}")
+        """Inverse of :meth:`to_dict`, through :func:`attnkit._config.dataclass_from_dict`.
+
+        Args:
+            d: field name -> value; ``search`` may be a dict of :class:`SearchConfig` fields.
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: unknown keys (the message lists the valid ones).
+            TypeError: a value of the wrong type (the message names the field).
+        """
         d = dict(d)
         if isinstance(d.get("search"), dict):
             d["search"] = SearchConfig.from_dict(d["search"])
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 def build_search_data(cfg: PipelineConfig):
