@@ -146,3 +146,11 @@ def test_smollm2_self_refinement_round_end_to_end(smollm2):
     assert any(not torch.equal(p, lora[n]) for n, p in m.named_parameters() if n in lora)
     with pytest.raises(ValueError, match="trainable"):
         self_refinement_round(model.requires_grad_(False), tok, rows, ["a", "b"])
+
+
+def test_missing_extra_names_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ImportError, match=r"attnkit\[llm\]"):
+        clot_lora_config()

@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["RefinementResult", "discrimination_scores", "select_candidates", "self_refinement_round"]
+__all__ = [
+    "RefinementResult",
+    "format_prompt",
+    "discrimination_scores",
+    "select_candidates",
+    "tune_on_examples",
+    "self_refinement_round",
+]
 
 
 @dataclass
@@ -35,7 +42,17 @@ class RefinementResult:
     losses: list[float] = field(default_factory=list)
 
 
-def _format(tokenizer, prompt: str, chat: bool) -> str:
+def format_prompt(tokenizer, prompt: str, chat: bool = True) -> str:
+    """Wrap ``prompt`` as a user turn with the tokenizer's chat template (if ``chat`` and it has one).
+
+    Args:
+        tokenizer: a transformers tokenizer.
+        prompt: the plain prompt.
+        chat: use the chat template when available.
+
+    Returns:
+        The text to tokenize (with the assistant-turn opening when templated).
+    """
     if chat and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
@@ -106,7 +123,7 @@ def discrimination_scores(
 
     if len(candidates) < 2:
         raise ValueError(f"need at least 2 candidates to discriminate, got {len(candidates)}")
-    prompt = _format(tokenizer, _options_prompt(row, list(candidates), _CHOICE), chat)
+    prompt = format_prompt(tokenizer, _options_prompt(row, list(candidates), _CHOICE), chat)
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
     logp = torch.log_softmax(model(ids).logits[0, -1].float(), -1)  # (V,)
     per = torch.stack(
@@ -148,11 +165,31 @@ def select_candidates(
     return [c for _, _, c in ranked[:keep]]
 
 
-def _tune(model, tokenizer, examples: list[dict[str, str]], steps: int, optimizer, chat: bool) -> list[float]:
+def tune_on_examples(
+    model,
+    tokenizer,
+    examples: Sequence[Mapping[str, str]],
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    chat: bool = True,
+) -> list[float]:
+    """Tune the trainable (LoRA) parameters on prompt/target pairs, the loss on the target tokens only.
+
+    Args:
+        model: the causal LM (adapter parameters trainable).
+        tokenizer: its tokenizer.
+        examples: ``{"prompt", "target"}`` dicts (e.g. :func:`oogiri_generation_example`); all form one batch.
+        steps: optimizer steps.
+        optimizer: over the trainable parameters.
+        chat: wrap prompts with the chat template.
+
+    Returns:
+        The loss (nats per target token) at each step.
+    """
     eos = tokenizer.eos_token or ""
     seqs, labels = [], []
     for ex in examples:
-        p = tokenizer(_format(tokenizer, ex["prompt"], chat), add_special_tokens=False)["input_ids"]
+        p = tokenizer(format_prompt(tokenizer, ex["prompt"], chat), add_special_tokens=False)["input_ids"]
         t = tokenizer(ex["target"] + eos, add_special_tokens=False)["input_ids"]
         seqs.append(p + t)
         labels.append([-100] * len(p) + t)  # loss on the answer only
@@ -241,7 +278,7 @@ def self_refinement_round(
     for row in rows:
         nouns = [rng.sample(list(noun_pool), nouns_per_candidate) for _ in range(n_candidates)]
         prompts = [
-            _format(tokenizer, oogiri_generation_example(row, n, paraphrase=i % 3)["prompt"], chat)
+            format_prompt(tokenizer, oogiri_generation_example(row, n, paraphrase=i % 3)["prompt"], chat)
             for i, n in enumerate(nouns)
         ]
         cands = _generate(model, tokenizer, prompts, max_new_tokens, temperature, top_p)
@@ -258,5 +295,5 @@ def self_refinement_round(
     ]
     if examples:
         opt = optimizer or torch.optim.AdamW(params, lr=lr)
-        res.losses = _tune(model, tokenizer, examples, steps, opt, chat)
+        res.losses = tune_on_examples(model, tokenizer, examples, steps, opt, chat)
     return res

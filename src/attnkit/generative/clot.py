@@ -33,8 +33,10 @@ from attnkit._optional import require
 from attnkit.generative._clot_refine import (
     RefinementResult,
     discrimination_scores,
+    format_prompt,
     select_candidates,
     self_refinement_round,
+    tune_on_examples,
 )
 
 __all__ = [
@@ -45,8 +47,10 @@ __all__ = [
     "oogiri_choice_example",
     "oogiri_ranking_example",
     "clot_lora_config",
+    "format_prompt",
     "discrimination_scores",
     "select_candidates",
+    "tune_on_examples",
     "self_refinement_round",
     "RefinementResult",
 ]
