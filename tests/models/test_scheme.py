@@ -80,6 +80,7 @@ def test_search_uses_the_models_type():
         ("101111010", "101|111|010"),
         ([[1, 0, 1], [1, 1, 1], [0, 1, 0]], "101|111|010"),
         (torch.tensor([1, 0, 1, 1, 1, 1, 0, 1, 0]), "101|111|010"),
+        ([1, 0, 1, 1, 1, 1, 0, 1, 0], "101|111|010"),
     ],
 )
 def test_one_vocabulary_for_models_and_search(value, expected):
@@ -109,3 +110,7 @@ def test_errors_name_the_problem():
         ConnectionScheme.coerce("1111", (3, 3, 3))
     with pytest.raises(ValueError, match="0 or 1"):
         ConnectionScheme.coerce([[1, 2, 0], [1, 1, 1], [0, 0, 0]], (3, 3, 3))
+    with pytest.raises(ValueError, match="empty string"):
+        ConnectionScheme.coerce(" ", (3, 3, 3))
+    with pytest.raises(TypeError, match="scheme must be"):
+        ConnectionScheme.coerce(7, (3, 3, 3))

@@ -10,7 +10,8 @@ own, or its stage's shared one), 0 means it skips it. :class:`ConnectionScheme` 
 - the words ``"full"``/``"all"`` (every block) and ``"none"``/``"empty"`` (no block: the plain
   backbone's function; note that ``scheme=None`` means *every* block);
 - an official searched scheme by name (:data:`EAN_SCHEMES`, :data:`SCHEME_ALIASES`);
-- a :class:`ConnectionScheme`, a sequence of 0/1 sequences (one per stage), or a flat tensor of bits.
+- a :class:`ConnectionScheme`, a sequence of 0/1 sequences (one per stage), or a flat tensor or
+  sequence of bits.
 
 Reference:
     Huang, Liang, Liang, He, Yang. "Efficient Attention Network: Accelerate Attention by Searching
@@ -110,8 +111,8 @@ class ConnectionScheme:
 
         Args:
             value: None (every block connected), a :class:`ConnectionScheme`, a string (bits with or
-                without ``|``, a word of :data:`SCHEME_WORDS` or an official name), a flat tensor of
-                ``L`` bits, or a sequence of 0/1 sequences (one per stage).
+                without ``|``, a word of :data:`SCHEME_WORDS` or an official name), a flat tensor or
+                sequence of ``L`` bits, or a sequence of 0/1 sequences (one per stage).
             blocks_per_stage: the model's stage lengths, e.g. ``(3, 4, 6, 3)``.
 
         Returns:
@@ -120,6 +121,7 @@ class ConnectionScheme:
         Raises:
             ValueError: malformed value, unknown name, or stage lengths that do not match (the
                 message names ``blocks_per_stage``).
+            TypeError: a value of another type.
         """
         bps = _bps(blocks_per_stage)
         if value is None:
@@ -130,6 +132,13 @@ class ConnectionScheme:
             return cls._from_text(value, bps)
         if isinstance(value, torch.Tensor):
             return cls.from_bits(value.flatten().tolist(), bps)
+        if not isinstance(value, Iterable):
+            raise TypeError(
+                f"scheme must be a string, a ConnectionScheme or 0/1 sequences, got {type(value).__name__}"
+            )
+        value = list(value)
+        if value and all(isinstance(v, (int, bool)) for v in value):
+            return cls.from_bits(value, bps)  # a flat sequence of L bits
         rows = []
         for part in value:
             row = []
@@ -145,6 +154,8 @@ class ConnectionScheme:
     @classmethod
     def _from_text(cls, value: str, bps: tuple[int, ...]) -> ConnectionScheme:
         text = "".join(value.split())
+        if not text:
+            raise ValueError(f"scheme is an empty string (blocks_per_stage {bps}, e.g. {_template(bps)!r})")
         word = SCHEME_WORDS.get(text.lower())
         if word is not None:
             return cls.full(bps) if word == "full" else cls.empty(bps)
