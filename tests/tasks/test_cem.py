@@ -213,7 +213,7 @@ def test_backbone_learns_synthetic_handoff():
     torch.manual_seed(0)
     model = CEM(
         MHCHBackbone(
-            300, embed_dim=32, rnn_dim=32, dense_dim=64, attention_size=32, ff_dim=128, max_utterances=30
+            300, embed_dim=32, rnn_dim=32, dense_dim=64, attention_size=32, ff_dim=128, max_utterances=20
         ),
         user_state=False,
     )
