@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reparam": ("attnkit.commands.reparam", "fuse a trained checkpoint for deployment (ASR, conv-BN)"),
     "search": ("attnkit.commands.search", "EAN search of where attention should connect"),
     "ode": ("attnkit.commands.ode", "learned ODE-solver correctors: train / eval"),
+    "prune": ("attnkit.commands.prune", "prune a checkpoint by blended filter criteria (torch-pruning)"),
     "diffusion": ("attnkit.commands.diffusion", "DDPM with ScaleLong (U-ViT / diffusers UNets): train / sample"),
 }
 
