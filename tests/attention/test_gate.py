@@ -11,7 +11,7 @@ from attnkit.attention import GateModule, ProductGate, channel_gate, has_gate, m
 from attnkit.attention.asr import ASRGate, asr_support
 
 GATES = list_attn(kind="gate")
-ASR_OK = [n for n in GATES if asr_support(n) in ("ok", "channel_only")]
+ASR_OK = [n for n in GATES if asr_support(n) in ("ok", "channel_only", "needs_spatial_psi")]
 
 
 @pytest.mark.parametrize("name", GATES)
@@ -41,7 +41,8 @@ def test_asr_gate_equals_its_module_gate_given_the_same_weights(name):
     x_mod = create_attn(name, c, dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # CBAM: "only the channel gate is used"
-        asr = ASRGate(c, attn_layer=name, psi_init_std=0.5, dtype=torch.float64)
+        psi_size = 2 if asr_support(name) == "needs_spatial_psi" else 1  # SRM: a std over H×W
+        asr = ASRGate(c, attn_layer=name, psi_size=psi_size, psi_init_std=0.5, dtype=torch.float64)
     with torch.no_grad():
         for p in x_mod.parameters():  # move every weight off its (often symmetric) init
             p.add_(0.3 * torch.randn_like(p))
@@ -74,7 +75,7 @@ def test_asr_holds_no_copy_of_the_gate_math():
     for name in ASR_OK:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = ASRGate(16, attn_layer=name).attn
+            t = ASRGate(16, attn_layer=name, psi_size=2, psi_init_std=0.1).attn
         cls = get_attn(name).cls
         assert isinstance(t, cls) or isinstance(t, type(cls(16).channel)), name
 

@@ -32,10 +32,22 @@ def test_every_module_accepts_timms_act_layer(name):
     create_attn(name, 64, act_layer="leaky_relu")  # a name works too
 
 
+def test_act_layer_names_without_timm(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    monkeypatch.setitem(sys.modules, "timm.layers", None)
+    assert isinstance(create_attn("se", 32, act_layer="leaky_relu").act, nn.LeakyReLU)
+    with pytest.raises(ValueError, match="unknown activation 'gelu_tanh'"):
+        create_attn("se", 32, act_layer="gelu_tanh")
+
+
 def test_act_layer_names_resolve_through_timm_when_installed():
     pytest.importorskip("timm")
-    m = create_attn("se", 32, act_layer="hard_swish")  # not in attnkit's torch table: timm resolves it
-    assert isinstance(m.act, nn.Hardswish)
+    from timm.layers.activations import GELUTanh
+
+    m = create_attn("se", 32, act_layer="gelu_tanh")  # not in attnkit's torch table: timm resolves it
+    assert isinstance(m.act, GELUTanh)
 
 
 @pytest.mark.slow

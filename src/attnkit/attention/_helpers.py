@@ -76,6 +76,11 @@ _ACTS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "hard_sigmoid": nn.Hardsigmoid,
+    "hard_swish": nn.Hardswish,
+    "leaky_relu": nn.LeakyReLU,
+    "relu6": nn.ReLU6,
+    "elu": nn.ELU,
+    "mish": nn.Mish,
     "identity": nn.Identity,
 }
 
@@ -111,7 +116,8 @@ def get_act_layer(
     """Instantiate an activation from a name, a class, a factory (e.g. a ``partial``) or an instance.
 
     Names resolve through attnkit's torch table (``relu``, ``gelu``, ``silu``/``swish``, ``tanh``,
-    ``sigmoid``, ``hard_sigmoid``, ``identity``) and, when timm is installed, through
+    ``sigmoid``, ``hard_sigmoid``, ``hard_swish``, ``leaky_relu``, ``relu6``, ``elu``, ``mish``,
+    ``identity``) and, when timm is installed, through
     :func:`timm.layers.get_act_layer` for every other timm name. timm passes ``act_layer`` as a class or
     a name to its ``attn_layer`` modules (CSP networks do), so both forms work.
 

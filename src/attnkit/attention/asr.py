@@ -1,8 +1,8 @@
 """ASR: attention-alike structural re-parameterization (the Stripe Observation).
 
 A channel-attention module ``T`` is trained on a **learned constant input** ψ instead of the feature
-map, so its gate ``v = T.gate(ψ)`` is an input-independent per-channel constant. ``v`` multiplies the
-output of the residual branch's last BatchNorm and, after training, folds exactly into that BN
+map, so its gate ``v = T.gate(T.gate_logits(ψ))`` is an input-independent per-channel constant. ``v``
+multiplies the output of the residual branch's last BatchNorm and, after training, folds exactly into that BN
 (``γ' = v·γ``, ``β' = v·β``): the deployed network *is* the plain backbone.
 
 Reference:
