@@ -402,6 +402,7 @@ def plot_stiffness(
         KeyError: a profile without ``metric``.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     first = next(iter(profiles.values()))
     stage_ids = sorted(set(first.stage.tolist()))
@@ -419,6 +420,7 @@ def plot_stiffness(
             ax.plot(xs, vals.max(0), color=color, lw=1, ls="--")
             ax.plot(xs, vals.min(0), color=color, lw=1, ls="--")
             ax.set_title(f"stage {s}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("identity block in stage")
     axes[0][0].set_ylabel(f"{metric} (attnkit metric)")
     axes[0][-1].legend(loc="best")
