@@ -113,6 +113,8 @@ class LSASModule(GateModule):
         - Basic blocks get LSAS after ``bn2``.
     """
 
+    logits_shape = "factors"
+
     def __init__(
         self,
         channels: int,
@@ -157,8 +159,6 @@ class LSASModule(GateModule):
         else:
             self.register_parameter("sub_weight", None)
             self.register_parameter("sub_bias", None)
-
-    logits_shape = "factors"
 
     def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The base logits and the sub-attention chain: ``(N, C, H, W) -> (N, 1 + order, C, 1, 1)``."""

@@ -45,7 +45,9 @@ class SGEModule(GateModule):
         (``classification/models/imagenet/resnet_sge.py``)
 
     Deviations:
-        ``reshape`` instead of ``view`` so that channels_last inputs work; raises on 1×1 inputs.
+        ``reshape`` instead of ``view`` so that channels_last inputs work; raises on 1×1 inputs. The
+        gate is materialised at ``(N, C, H, W)`` (each group's map repeated over its ``C/G`` channels) so
+        that ``forward = x * gate(gate_logits(x))`` as every attnkit gate; the values are identical.
     """
 
     logits_shape = "spatial"

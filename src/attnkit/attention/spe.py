@@ -79,6 +79,8 @@ class SPEMModule(GateModule):
           module matches the official formula to float64 precision.
     """
 
+    logits_shape = "factors"
+
     def __init__(
         self,
         channels: int,
@@ -107,8 +109,6 @@ class SPEMModule(GateModule):
         self.exc_bias = nn.Parameter(torch.full(shape, float(init_bias), **fk))
         self.p = nn.Parameter(torch.full((2,), float(init_p), **fk))
         self.gate = ProductGate(get_gate(gate_layer))
-
-    logits_shape = "factors"
 
     def _lam(self) -> torch.Tensor:
         p = self.p.float() if self.p.dtype in (torch.float16, torch.bfloat16) else self.p  # fp32 at least
