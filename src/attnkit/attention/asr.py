@@ -177,7 +177,9 @@ class ASRBatchNorm2d(_ASRBase):
     A **norm layer, not a gate**: it replaces the residual branch's last BN (registry kind
     ``"bn_wrapper"``, built by the backbones through ``last_norm_layer``). It computes
     ``y = BN(z) ⊙ v`` with ``v = T.gate(ψ)``, and with ``use_both`` additionally applies an ordinary
-    input-dependent gate to that output, ``y' = y ⊙ G(y)`` (the paper's "use both" variant).
+    input-dependent gate to that output, ``y' = y ⊙ G(y)`` (the paper's "use both" variant). In a timm
+    model's ``attn_layer`` slot it runs but is not the method: it adds a BN times a constant gate after
+    the block's last BN instead of wrapping it (and would not fold into it).
 
     Args:
         num_features: channels ``C``.

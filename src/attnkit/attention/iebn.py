@@ -39,7 +39,10 @@ class IEBN2d(nn.Module):
 
     **A normalisation layer, not a gate** (``kind="norm"``): ``create_model(..., attn="iebn")`` builds the
     stem BN and every BN of the residual branches as ``IEBN2d`` and keeps projection-shortcut BNs plain;
-    no attention module is inserted. For input ``x`` of shape ``(N, C, H, W)``::
+    no attention module is inserted. In a timm model's ``attn_layer`` slot it runs (it accepts timm's
+    keywords) but is not the method there: it would be an extra layer after the block's last BN instead
+    of replacing the branch BNs (use :func:`convert_to_iebn` for timm ResNets). For input ``x`` of shape
+    ``(N, C, H, W)``::
 
         m     = mean_hw(x)                         # (N, C, 1, 1) per-instance GAP of the RAW input
         a     = gate(w * m + b)                    # (N, C, 1, 1) per-channel w (init 0), b (init -1)
