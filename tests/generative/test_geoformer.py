@@ -252,3 +252,59 @@ def test_crafted_pickle_cannot_run_code(tmp_path):
     path.write_bytes(pickle.dumps([{"a": _Evil}]))  # a class reference is refused too
     with pytest.raises(pickle.UnpicklingError):
         load_unigeo_rows(path)
+
+
+@pytest.mark.slow
+def test_tiny_t5_geoformer_learns_programs_and_answers():
+    """CPU smoke model: random tiny T5 + 7×7 patch embedding, overfit two problems, answer via beams."""
+    import torch
+
+    from attnkit.generative.geoformer import VisualEmbedding
+
+    transformers = pytest.importorskip("transformers", reason="needs attnkit[llm]")
+    torch.manual_seed(0)
+    words = ["<pad>", "</s>", "Calculation:", "legs", "add", "hypotenuse", "of", "N_0", "N_1", "g_3", "g_10"]
+    wid = {w: i for i, w in enumerate(words)}
+    cfg = transformers.T5Config(
+        vocab_size=len(words),
+        d_model=64,
+        d_ff=128,
+        d_kv=16,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    model = transformers.T5ForConditionalGeneration(cfg)
+    vis = VisualEmbedding(feat_dim=48, d_model=64)
+    texts = ["Calculation: add legs N_0 N_1", "Calculation: hypotenuse of legs N_0 N_1"]
+    programs = [["g_3", "N_0", "N_1"], ["g_10", "N_0", "N_1"]]
+    ids = torch.tensor([[wid[w] for w in t.split()] + [0] * (6 - len(t.split())) + [1] for t in texts])
+    mask = (ids != 0).long()
+    labels = torch.tensor([[wid[w] for w in p] + [1] for p in programs])
+    img = torch.rand(2, 3, 28, 28)
+    feats = torch.nn.functional.unfold(img, 4, stride=4).transpose(1, 2)  # (2, 49, 48): 7×7 patches
+    boxes = patch_boxes(7)
+    opt = torch.optim.Adam([*model.parameters(), *vis.parameters()], lr=3e-3)
+    for _ in range(80):
+        emb, m = vis.encoder_inputs(model.get_input_embeddings(), ids, mask, feats, boxes)
+        loss = model(inputs_embeds=emb, attention_mask=m, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    model.eval()
+    with torch.no_grad():
+        emb, m = vis.encoder_inputs(model.get_input_embeddings(), ids, mask, feats, boxes)
+        out = model.generate(
+            inputs_embeds=emb, attention_mask=m, num_beams=3, num_return_sequences=3, max_new_tokens=5
+        )
+    beams = [[" ".join(words[t] for t in seq if t > 1) for seq in out[i * 3 : (i + 1) * 3]] for i in range(2)]
+    rows = [
+        {"manual_program": p, "numbers": [3, 4], "choice_nums": [5.0, 7.0, 12.0, 1.0], "label": lab}
+        for p, lab in zip(programs, [1, 0])
+    ]
+    assert [b[0] for b in beams] == ["g_3 N_0 N_1", "g_10 N_0 N_1"]
+    assert evaluate_unigeo(beams, rows)["calculation_acc"] == 1.0

@@ -30,6 +30,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
+
 from attnkit.generative._geoformer_text import (
     corrupt_spans,
     mep_example,
@@ -49,6 +51,7 @@ __all__ = [
     "corrupt_spans",
     "patch_boxes",
     "GeoformerInputs",
+    "VisualEmbedding",
     "evaluate_unigeo",
     "load_unigeo_rows",
 ]
@@ -229,8 +232,6 @@ def patch_boxes(patch_num: int = 7):
         The official ``get_area`` reads the boxes as ``(x1, x2, y1, y2)`` although they are
         ``(x1, y1, x2, y2)``, so its "area" column is ``(y2 − x2)(y1 − x1)``; attnkit uses the true area.
     """
-    import torch
-
     if patch_num < 1:
         raise ValueError(f"patch_num must be >= 1, got {patch_num}")
     i, j = torch.meshgrid(torch.arange(patch_num), torch.arange(patch_num), indexing="ij")
@@ -274,6 +275,61 @@ class GeoformerInputs:
         raise ValueError(
             "row is neither a UniGeo calculation (manual_program) nor a proving (proving_sequence) row"
         )
+
+
+class VisualEmbedding(torch.nn.Module):
+    """VL-T5's visual-token embedding: ``Linear(feat_dim → d)(feature) + Linear(5 → d)(box)``, then a norm.
+
+    Args:
+        feat_dim: visual feature width (2048 for ResNet-101 layer 4; a patch's pixel count for a smoke model).
+        d_model: the T5 width.
+        layer_norm: apply an RMS norm (T5's ``T5LayerNorm``) to each part, as ``use_vis_layer_norm``.
+
+    Shape:
+        ``feats (B, V, feat_dim)``, ``boxes (B, V, 5)`` → ``(B, V, d_model)``.
+
+    Reference:
+        ``VisualEmbedding`` in UniGeo's ``Geoformer/src/modeling_t5.py`` (from VL-T5, arXiv 2102.02779).
+    """
+
+    def __init__(self, feat_dim: int, d_model: int, layer_norm: bool = True):
+        super().__init__()
+        self.feat = torch.nn.Linear(feat_dim, d_model)
+        self.pos = torch.nn.Linear(5, d_model)
+        self.feat_norm = torch.nn.RMSNorm(d_model, eps=1e-6) if layer_norm else torch.nn.Identity()
+        self.pos_norm = torch.nn.RMSNorm(d_model, eps=1e-6) if layer_norm else torch.nn.Identity()
+
+    def forward(self, feats: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """Embed visual tokens from their features and ``(x1, y1, x2, y2, area)`` boxes."""
+        return self.feat_norm(self.feat(feats)) + self.pos_norm(self.pos(boxes))
+
+    def encoder_inputs(
+        self,
+        embed_tokens: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        feats,
+        boxes,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Geoformer's encoder input: the text embeddings followed by the visual tokens.
+
+        Args:
+            embed_tokens: the T5 shared embedding (``model.get_input_embeddings()``).
+            input_ids: ``(B, T)`` text ids.
+            attention_mask: ``(B, T)``.
+            feats: ``(B, V, feat_dim)``.
+            boxes: ``(B, V, 5)`` or ``(V, 5)``.
+
+        Returns:
+            ``(inputs_embeds (B, T + V, d), attention_mask (B, T + V))`` for ``model(inputs_embeds=...)``
+            or ``model.generate(inputs_embeds=...)``.
+        """
+        if boxes.dim() == 2:
+            boxes = boxes.expand(feats.shape[0], -1, -1)
+        vis = self(feats, boxes.to(feats))  # (B, V, d)
+        embeds = torch.cat([embed_tokens(input_ids), vis], 1)  # (B, T + V, d)
+        mask = torch.cat([attention_mask, attention_mask.new_ones(vis.shape[:2])], 1)
+        return embeds, mask
 
 
 def evaluate_unigeo(
