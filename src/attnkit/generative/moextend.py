@@ -75,7 +75,7 @@ def _check_block(moe: nn.Module) -> None:
     if not ok:
         raise TypeError(
             f"moe must be a MoE block with gate.weight (E, H) and experts.gate_up_proj / down_proj (3-D), "
-            f"e.g. transformers' MixtralSparseMoeBlock; got {type(moe).__name__}"
+            f"e.g. transformers' MixtralSparseMoeBlock (transformers >= 5 layout); got {type(moe).__name__}"
         )
 
 
