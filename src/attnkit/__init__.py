@@ -1,19 +1,23 @@
-"""attnkit: plug-and-play channel attention, sharing schemes, re-parameterisation and learned ODE
-correctors for PyTorch, with honest measurement (params, MACs, latency side by side).
+"""attnkit: plug-and-play research methods for PyTorch models, measured side by side.
+
+Channel attention and where it connects, deploy-time fusion (ASR), learned ODE-solver correctors, and
+the measurement that compares them (parameters, MACs, latency). The method families with optional
+dependencies (``attnkit.diffusion``, ``attnkit.prune``, ``attnkit.generative``, ``attnkit.optim``,
+``attnkit.tasks``) are imported on their own.
 
 Public API::
 
-    from attnkit import create_attn, create_model, list_attn, list_models, profile
+    from attnkit import create_model, create_attn, attach, profile, reparameterize_model
 """
 
 from __future__ import annotations
 
-import importlib
-
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from .attention import create_attn, get_attn, list_attn, register_attn
-from .models import create_model, list_models, register_model
+from .measure import compare_latency, count_params, measure_latency, measure_throughput, profile
+from .models import ConnectionScheme, attach, create_model, detach, list_models, register_model
+from .reparam import reparameterize_model
 
 __all__ = [
     "__version__",
@@ -24,37 +28,27 @@ __all__ = [
     "create_model",
     "list_models",
     "register_model",
+    "attach",
+    "detach",
+    "ConnectionScheme",
     "profile",
     "count_params",
     "measure_latency",
     "measure_throughput",
     "compare_latency",
     "reparameterize_model",
-    "ConnectionScheme",
     "odeint",
 ]
 
 
-_LAZY = {
-    "profile": ("profile", None),
-    "count_params": ("profile", "count_params"),
-    "measure_latency": ("profile", "measure_latency"),
-    "measure_throughput": ("profile", "measure_throughput"),
-    "compare_latency": ("profile", "compare"),
-    "reparameterize_model": ("reparam", "reparameterize_model"),
-    "ConnectionScheme": ("search", "ConnectionScheme"),
-    "odeint": ("ode", "odeint"),
-}
-
-
 def __getattr__(name: str):
-    """Lazy access to the heavier sub-APIs, so that ``import attnkit`` stays light.
+    """``attnkit.odeint`` imports :mod:`attnkit.ode` on first use.
 
-    ``attnkit.profile`` is the :mod:`attnkit.profile` module, which is itself callable as
-    ``attnkit.profile(model, input_size)``.
+    The ODE package needs numpy and scipy, which the core (models, attention, profile, fusion) does
+    not, so that a torch-only installation can ``import attnkit``.
     """
-    if name in _LAZY:
-        mod_name, attr = _LAZY[name]
-        mod = importlib.import_module(f".{mod_name}", __name__)
-        return mod if attr is None else getattr(mod, attr)
+    if name == "odeint":
+        from .ode import odeint
+
+        return odeint
     raise AttributeError(f"module 'attnkit' has no attribute {name!r}")
