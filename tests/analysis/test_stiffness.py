@@ -108,6 +108,20 @@ def test_walk_invariant(kw):
     assert p.values["relative_increment"].shape == (4, 7)
 
 
+@pytest.mark.parametrize(
+    "name,kw,size",
+    [
+        ("resnet18", {"attn": "se", "sharing": "stage"}, 64),
+        ("preresnet164", {"attn": "dia"}, 32),
+        ("resnet50", {"attn": "eca"}, 64),
+    ],
+)
+def test_walk_invariant_other_backbones(name, kw, size):
+    m = attnkit.create_model(name, num_classes=10, **kw)
+    p = stiffness_profile(m, torch.randn(2, 3, size, size))
+    assert p.values["relative_increment"].isfinite().all()
+
+
 def test_broken_branch_is_caught(monkeypatch):
     m = attnkit.create_model("resnet20", num_classes=10)
     stage = m.stages[1]
