@@ -169,7 +169,7 @@ def main() -> None:
     budget = (
         f"Budget: {a.seeds} seeds × 2 supervision × 4 arms, scene {a.size}×{a.size}×46, s = {a.scale}, "
         f"stage 1 {a.stage1} iterations (decay from {a.stage1 // 3}), stage 2 {a.stage2} (decay from "
-        f"{a.stage2 // 3}), augmentor widths {a.widths}; one thread on a shared, loaded 2-core machine; "
+        f"{a.stage2 // 3}), augmentor widths {a.widths}; one thread on a shared 2-core machine (its load varied over the day); "
         f"wall {wall / 60:.1f} min."
     )
     md = "# ADASR synthetic benchmark\n\n" + budget + "\n" + table + "\n"

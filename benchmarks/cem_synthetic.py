@@ -40,6 +40,8 @@ ARMS = {
     "backbone+senti": dict(user_state=False, pairing="official", senti=0.3, cost="none"),
     "us_official+senti": dict(user_state=True, pairing="official", senti=0.3, cost="none"),
     "us_intuitive+senti": dict(user_state=True, pairing="intuitive", senti=0.3, cost="none"),
+    "us_official+norm": dict(user_state=True, pairing="official", senti=0.0, cost="none", normalize=True),
+    "us_intuitive+norm": dict(user_state=True, pairing="intuitive", senti=0.0, cost="none", normalize=True),
 }
 CORE = list(ARMS)[:5]
 METRICS = ["macro_f1", "f1", "auc", "gt1", "gt2", "gt3", "error_cost"]
@@ -65,7 +67,9 @@ def run_arm(arm: str, data, seed: int, a) -> dict:
         ff_dim=2 * a.dense_dim,
         max_utterances=a.max_turns,
     )
-    model = CEM(backbone, user_state=cfg["user_state"], pairing=cfg["pairing"])
+    model = CEM(
+        backbone, user_state=cfg["user_state"], pairing=cfg["pairing"], normalize=cfg.get("normalize", False)
+    )
     t0 = time.perf_counter()
     res = train_cem(
         model,
@@ -114,7 +118,7 @@ def summarise(rows: list[dict], arms: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--arms", default="core", help="'core' (5 arms), 'all' (8) or a comma list")
+    ap.add_argument("--arms", default="core", help="'core' (5 arms), 'all' (10) or a comma list")
     ap.add_argument("--n-train", type=int, default=400)
     ap.add_argument("--n-val", type=int, default=100)
     ap.add_argument("--n-test", type=int, default=200)
@@ -156,7 +160,7 @@ def main() -> None:
         f"Budget: {a.seeds} seeds × {len(arms)} arms; synthetic dialogues {a.n_train}/{a.n_val}/{a.n_test} "
         f"(train/val/test), {a.min_turns}–{a.max_turns} turns, vocabulary {a.vocab}; backbone widths embed "
         f"{a.embed_dim}, rnn {a.rnn_dim}, dense {a.dense_dim} (random embeddings); Adam lr {a.lr}, batch "
-        f"{a.batch_size}, {a.epochs} epochs; one thread on a shared, heavily loaded 2-core machine; wall "
+        f"{a.batch_size}, {a.epochs} epochs; one thread on a shared 2-core machine (its load varied over the day); wall "
         f"{wall / 60:.1f} min."
     )
     md = "# CEM synthetic benchmark\n\n" + budget + "\n" + summarise(rows, arms) + "\n"

@@ -148,6 +148,9 @@ def write_mhch_pickle(dialogues: Sequence[Dialogue], path: str | os.PathLike, ma
         dialogues: the dialogues.
         path: destination (written atomically).
         max_tokens: utterance padding length (64 in the official data).
+
+    Returns:
+        None; the file can be read back with :func:`load_mhch_pickle`.
     """
     import numpy as np
 

@@ -49,6 +49,10 @@ class MHCHBackbone(nn.Module):
             mask); ``False`` masks padding (and, for SSA→MHCH, agent) keys.
         embeddings: optional (vocab_size, embed_dim) initial embeddings (GloVe).
 
+    Raises:
+        ValueError: bad sizes, embeddings of the wrong shape, or inputs with more than ``max_utterances``
+            utterances.
+
     Shape:
         tokens (B, T, S), sent_len (B, T), dia_len (B,), role (B, T) → p (B, T, 2), u (B, T, 3),
         w (B, T), s (B, 3). With ``return_attn`` also ``attn_ssa2mhch`` and ``attn_mhch2ssa`` (B, T, T).
@@ -253,7 +257,14 @@ class CEM(nn.Module):
             normalize,
         )
 
-    def forward(self, tokens, sent_len, dia_len, role, return_attn: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        sent_len: torch.Tensor,
+        dia_len: torch.Tensor,
+        role: torch.Tensor,
+        return_attn: bool = False,
+    ) -> dict[str, torch.Tensor]:
         """Backbone outputs plus ``p_tilde`` and ``handoff``; see the class docstring."""
         out = self.backbone(tokens, sent_len, dia_len, role, return_attn=return_attn)
         p, u, w = out["p"], out["u"], out["w"]
