@@ -55,7 +55,10 @@ class TrainConfig:
     (global), SGD ``lr``/``momentum``/``nesterov``/``weight_decay``, ``wd_mode`` (``all`` |
     ``no_norm_bias`` | ``module_hints``), ``scheduler`` (``step``: MultiStepLR stepped after each epoch;
     ``cosine``: per iteration to 0; ``constant``), ``milestones``, ``gamma``, ``warmup_epochs`` (linear,
-    per iteration), ``label_smoothing``, ``grad_clip`` (max global grad norm, None = off).
+    per iteration), ``label_smoothing``, ``grad_clip`` (max global grad norm, None = off), ``optim_strategy``
+    (``mirror`` | ``altersgd`` | None: an :mod:`attnkit.optim` wrapper around the SGD optimizer; Mirror
+    Gradient's ``mg_alpha1``/``mg_alpha2``/``mg_beta``/``mg_mode``, AlterSGD's ``alter_start``/``alter_mode``;
+    the wrapper's counters are saved in checkpoints).
 
     Engine: ``seed``, ``deterministic`` (``torch.use_deterministic_algorithms``), ``precision``
     (``32-true`` | ``bf16-mixed`` | ``16-mixed`` | ``bf16-true`` | ``16-true`` | ``64-true``),
@@ -98,6 +101,13 @@ class TrainConfig:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     grad_clip: float | None = None
+    optim_strategy: str | None = None
+    mg_alpha1: float = 1.0
+    mg_alpha2: float = 0.1
+    mg_beta: int = 3
+    mg_mode: str = "optimizer"
+    alter_start: float = 0.7
+    alter_mode: str = "sgd"
     seed: int = 0
     deterministic: bool = False
     precision: str = "32-true"

@@ -60,6 +60,23 @@ def _correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     return (topk == y[:, None]).any(dim=1).sum()
 
 
+def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip):
+    """Forward, task + auxiliary loss, backward and optional clipping; returns ``(total, logits, loss, aux)``."""
+    logits = model(x)  # (N, num_classes)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    aux = collect_aux_losses(raw_model)
+    total = loss + sum(v.reshape(()) for v in aux.values()) if aux else loss
+    if engine is not None:
+        engine.backward(total)
+        if grad_clip is not None:
+            engine.clip_gradients(model, optimizer, grad_clip)
+    else:
+        total.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    return total, logits, loss, aux
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -82,7 +99,10 @@ def train_one_epoch(
 
     Args:
         model: the model to call (Fabric-wrapped when an ``engine`` is given).
-        optimizer: the optimizer (Fabric-wrapped when an ``engine`` is given).
+        optimizer: the optimizer (Fabric-wrapped when an ``engine`` is given). An :mod:`attnkit.optim`
+            strategy with ``requires_closure`` (Mirror Gradient) gets ``step(closure)``, the closure doing
+            forward, backward and clipping on the batch (metrics come from its first pass);
+            ``epoch_start()`` is called first when the optimizer has it.
         loader: yields ``(x, y)`` with ``x`` of shape ``(N, C, H, W)`` and ``y`` of shape ``(N,)``, already on
             the device when the loader is Fabric-wrapped.
         engine: an :class:`attnkit.train.Engine` (None: plain PyTorch on the model's device, no reduction).
@@ -103,6 +123,8 @@ def train_one_epoch(
         comparable to ``eval_loss``; the optimised objective is ``train_loss + sum(aux_*)``.
     """
     model.train()
+    if callable(getattr(optimizer, "epoch_start", None)):  # Mirror Gradient's per-epoch counter
+        optimizer.epoch_start()
     raw_model = raw_model if raw_model is not None else model
     device = engine.device if engine is not None else next(model.parameters()).device
     is_zero = engine is None or engine.is_global_zero
@@ -128,19 +150,19 @@ def train_one_epoch(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x)  # (N, num_classes)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        aux = collect_aux_losses(raw_model)
-        total = loss + sum(v.reshape(()) for v in aux.values()) if aux else loss
-        if engine is not None:
-            engine.backward(total)
-            if grad_clip is not None:
-                engine.clip_gradients(model, optimizer, grad_clip)
+        first: list[tuple] = []
+
+        def closure(x=x, y=y, first=first):  # one forward + backward on this batch; MG calls it twice
+            out = _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip)
+            first.append(out)
+            return out[0]
+
+        if getattr(optimizer, "requires_closure", False):  # attnkit.optim strategies (Mirror Gradient)
+            optimizer.step(closure)
         else:
-            total.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+            closure()
+            optimizer.step()
+        _, logits, loss, aux = first[0]  # metrics from the first pass
         optimizer.zero_grad(set_to_none=True)
         if scheduler is not None and scheduler_interval == "step":
             scheduler.step()

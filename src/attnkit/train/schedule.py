@@ -49,14 +49,32 @@ def param_groups(model: nn.Module, weight_decay: float, wd_mode: str = "all") ->
     ]
 
 
-def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
-    """SGD with ``config.lr``, ``momentum``, ``nesterov`` and the ``wd_mode`` groups."""
-    return torch.optim.SGD(
+def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
+    """SGD with ``config.lr``, ``momentum``, ``nesterov`` and the ``wd_mode`` groups.
+
+    With ``config.optim_strategy`` set (``mirror`` | ``altersgd``) the SGD optimizer is wrapped by
+    :func:`attnkit.optim.wrap_optimizer` with the ``mg_*`` / ``alter_*`` options; the loop then takes the
+    closure path and the checkpoints carry the wrapper's counters.
+    """
+    sgd = torch.optim.SGD(
         param_groups(model, config.weight_decay, config.wd_mode),
         lr=config.lr,
         momentum=config.momentum,
         nesterov=config.nesterov,
     )
+    strategy = getattr(config, "optim_strategy", None)
+    if not strategy:
+        return sgd
+    from ..optim import STRATEGIES, wrap_optimizer  # lazy: the strategies live in a method family
+
+    name = STRATEGIES.entry(strategy).name  # ValueError listing the strategies for an unknown name
+    kw = {
+        "mirror": dict(
+            alpha1=config.mg_alpha1, alpha2=config.mg_alpha2, beta=config.mg_beta, mode=config.mg_mode
+        ),
+        "altersgd": dict(start=config.alter_start, mode=config.alter_mode),
+    }.get(name, {})
+    return wrap_optimizer(sgd, name, **kw)
 
 
 def scheduler_interval(config) -> str:
@@ -75,9 +93,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config, steps_per_epoch: i
       (step decay evaluated at the epoch of the iteration).
     - ``constant``: a MultiStepLR without milestones.
 
+    An optimizer with ``session_start`` (AlterSGD) gets one session over the whole run
+    (``epochs × steps_per_epoch`` steps) here, where the run's step count is known; a resumed run then
+    restores the session counters from the checkpoint.
+
     Returns:
         A scheduler with ``state_dict``; see :func:`scheduler_interval` for when to call ``step()``.
     """
+    if callable(getattr(optimizer, "session_start", None)):
+        optimizer.session_start(config.epochs * max(1, int(steps_per_epoch)))
     if scheduler_interval(config) == "epoch":
         ms = config.milestones if config.scheduler == "step" else []
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(ms), gamma=config.gamma)
