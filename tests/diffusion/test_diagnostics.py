@@ -21,8 +21,9 @@ def test_constant_loss_has_zero_oscillation_and_all_keys():
         mon.record(0.25, step=s)
     mon.record_eval(100, 5.0)
     mon.record_eval(200, 3.0)
-    out = mon.summary()
+    out = mon.summary(target_fid=4.0)
     assert set(out) == set(SUMMARY_KEYS)
+    assert out["steps_to_fid"] == 200
     assert out["loss_oscillation"] == 0.0
     assert out["grad_norm_spikes"] == 0 and out["grad_norm_spread"] == 0.0
     n_params = sum(p.numel() for p in m.parameters())

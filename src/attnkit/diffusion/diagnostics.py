@@ -33,6 +33,7 @@ SUMMARY_KEYS = (
     "feature_norm_diff_std",
     "proxy_fid_final",
     "proxy_fid_best",
+    "steps_to_fid",
 )
 """The keys of :meth:`StabilityMonitor.summary`."""
 
@@ -152,7 +153,13 @@ class StabilityMonitor:
         for k in ("feature_norm", "evals"):
             setattr(self, k, [(int(s), float(v)) for s, v in state[k]])
 
-    def summary(self, burn_in: float = 0.2, window: int = 100, spike_factor: float = 3.0) -> dict[str, Any]:
+    def summary(
+        self,
+        burn_in: float = 0.2,
+        window: int = 100,
+        spike_factor: float = 3.0,
+        target_fid: float | None = None,
+    ) -> dict[str, Any]:
         """The stability measures, all after discarding the first ``burn_in`` fraction of steps.
 
         - ``loss_oscillation``: median over non-overlapping ``window``-step windows of std/mean of the loss.
@@ -161,6 +168,8 @@ class StabilityMonitor:
         - ``feature_norm_final`` / ``feature_norm_slope`` (least-squares slope per 1,000 steps) /
           ``feature_norm_diff_std`` (std of the first differences of the probe curve).
         - ``proxy_fid_final`` / ``proxy_fid_best`` from :meth:`record_eval` (None without evaluations).
+        - ``steps_to_fid``: the first evaluated step with proxy FID ≤ ``target_fid`` (e.g. 1.1 × the best final
+          value over the arms of a seed); None without a target or when never reached.
 
         Returns:
             A dict with exactly the keys of :data:`SUMMARY_KEYS` (None where there is too little data).
@@ -198,4 +207,6 @@ class StabilityMonitor:
         if self.evals:
             out["proxy_fid_final"] = self.evals[-1][1]
             out["proxy_fid_best"] = min(v for _, v in self.evals)
+            if target_fid is not None:
+                out["steps_to_fid"] = steps_to_target(self.evals, target_fid)
         return out
