@@ -105,3 +105,17 @@ def test_unet2d_condition_keyword_path():
         assert not torch.allclose(unet(x, t, encoder_hidden_states=enc).sample, ref)
         h.remove()
         assert torch.equal(unet(x, t, encoder_hidden_states=enc).sample, ref)
+
+
+def test_cpu_unet_backbone_of_the_experiment():
+    from attnkit.diffusion import build_backbone, feature_module
+
+    torch.manual_seed(0)
+    plain = build_backbone("unet-tiny", img_size=8, lsc_scaling="none")
+    assert _n(plain) == 917_889 and plain._attnkit_scalelong.num_skips == 6
+    torch.manual_seed(0)
+    cs1 = build_backbone("unet-tiny", img_size=8, lsc_scaling="cs", kappa=1.0)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 800])
+    with torch.no_grad():
+        assert torch.equal(plain(x, t).sample, cs1(x, t).sample)
+    assert feature_module(cs1) is cs1.conv_norm_out
