@@ -53,7 +53,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ft-lr", type=float, default=0.01)
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--out", default=str(RESULTS_DIR))
+    p.add_argument("--summary-only", action="store_true", help="rewrite the tables from the saved records")
     return p.parse_args(argv)
+
+
+def _settings(a: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(a).items() if k not in ("summary_only", "out")}
 
 
 def _stack(ds, idx) -> TensorDataset:
@@ -203,6 +208,23 @@ def _summary(records: list[dict], a) -> tuple[list[dict], str]:
                         "ties": sum(x == 0 for x in d),
                     }
                 )
+        oracle = {
+            b: max(r[key] for r in records if r["base_seed"] == b and r["arm"] in singles)
+            for b in {r["base_seed"] for r in records}
+        }
+        for arm in [x for x in arms if x.startswith("blend")]:
+            d = [r[key] - oracle[r["base_seed"]] for r in records if r["arm"] == arm]
+            diffs.append(
+                {
+                    "measure": key,
+                    "arm": arm,
+                    "best_single": "per-base best (oracle)",
+                    "paired_diff": _ms(d),
+                    "n": len(d),
+                    "wins": sum(x > 0 for x in d),
+                    "ties": sum(x == 0 for x in d),
+                }
+            )
     dense = sorted({(r["base_seed"], r["dense_acc"]) for r in records})
     md = [
         "# Blending pruning criteria: ResNet-20 on Fashion-MNIST",
@@ -241,6 +263,7 @@ def _summary(records: list[dict], a) -> tuple[list[dict], str]:
                 ("diff (points)", "paired_diff", None),
                 ("runs", "n", None),
                 ("wins", "wins", None),
+                ("ties", "ties", None),
             ],
         ),
     ]
@@ -258,10 +281,15 @@ def run_prune_phase(seeds: list[int], configs: list, argv: list[str]) -> None:
     wall0 = 0.0
     if prev.is_file():  # resume: keep finished base models run with the same settings
         old = json.loads(prev.read_text())
-        if old.get("args") == vars(a):
+        if {k: v for k, v in old.get("args", {}).items() if k not in ("summary_only", "out")} == _settings(a):
             records = [r for r in old["records"] if r["base_seed"] in seeds]
             wall0 = float(old.get("wall_time_s", 0.0))
     done = {r["base_seed"] for r in records if r["arm"] == "blend-criterion"}
+    if a.summary_only:
+        rows, md = _summary(records, a)
+        write_outputs(rows, "prune_blend", md, out)
+        print(md, flush=True)
+        return
     for seed, cfg in zip(seeds, configs):
         if seed in done:
             print(f"base seed {seed}: already in {prev}; reused", flush=True)
