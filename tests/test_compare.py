@@ -51,9 +51,9 @@ def test_compare_end_to_end_on_digits(tmp_path, capsys):
             "--attn",
             "none,se",
             "--epochs",
-            "1",
+            "3",
             "--train-subset",
-            "300",
+            "600",
             "--out-dir",
             str(tmp_path),
             "--name",
@@ -76,7 +76,9 @@ def test_compare_end_to_end_on_digits(tmp_path, capsys):
     assert rows[0]["latency_ratio"] == 1.0
     assert rows[1]["params"] > rows[0]["params"] and rows[1]["macs"] > rows[0]["macs"]
     for r in rows:
-        assert 0 <= r["final_top1"] <= 100 and r["best_top1"] >= r["final_top1"]
+        # it learns: 10 classes (chance 10 %), 3 epochs on 600 images reach far above 4x chance
+        assert r["final_top1"] >= 40.0, rows
+        assert r["best_top1"] >= r["final_top1"]
         assert (d / r["variant"] / "summary.json").exists()
     # a resumed comparison reuses finished variants instead of retraining them
     mtime = (d / "se" / "summary.json").stat().st_mtime
@@ -86,9 +88,9 @@ def test_compare_end_to_end_on_digits(tmp_path, capsys):
             "--attn",
             "none,se",
             "--epochs",
-            "1",
+            "3",
             "--train-subset",
-            "300",
+            "600",
             "--out-dir",
             str(tmp_path),
             "--name",

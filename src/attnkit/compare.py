@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_csv, atomic_write_text
+from ._io import commit_file, write_results
 
 __all__ = ["Variant", "expand_variants", "run_compare", "format_table"]
 
@@ -114,15 +114,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    try:
-        import matplotlib
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a hard dependency, but stay robust
-        log.warning("matplotlib missing: no plot written")
-        return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for r in rows:
         x = r["params"] / 1e3
@@ -141,10 +135,8 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -179,42 +171,29 @@ def run_compare(
     Raises:
         ValueError: no variants.
     """
-    from .data import build as build_data
-    from .measure import compare_latency, profile
-    from .train import build_model, fit
+    from .data.datasets import build_from_config
+    from .measure import profile
+    from .train import build_model
 
     if not variants:
         raise ValueError("no variants to compare")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_data(
-        base.dataset,
-        data_dir=base.data_dir,
-        train_subset=base.train_subset,
-        val_split=base.val_split,
-        download=base.download,
-        seed=base.seed,
-        **({"test_subset": base.test_subset} if base.test_subset else {}),
-    )
+    data = build_from_config(base)
     h, w = data.img_size
-    rows: list[dict[str, Any]] = []
-    models = {}
-    for v in variants:
-        cfg = dataclasses.replace(
+    configs = {
+        v.label: dataclasses.replace(
             base, attn=v.attn, sharing=v.sharing, scheme=v.scheme, out_dir=str(out), run_name=v.label
         )
-        summary: dict[str, Any] = {}
-        if train:
-            done = out / v.label / "summary.json"
-            if done.exists() and base.resume == "auto":
-                summary = json.loads(done.read_text())
-                log.info("compare: %s already finished, reusing %s", v.label, done)
-            else:
-                log.info("compare: training %s", v.label)
-                summary = fit(cfg)
-        model = build_model(cfg, data)
+        for v in variants
+    }
+    # every variant is built (and so validated) before any of them trains
+    models = {label: build_model(cfg, data) for label, cfg in configs.items()}
+    rows: list[dict[str, Any]] = []
+    for v in variants:
+        summary = _train_variant(configs[v.label], out / v.label) if train else {}
+        model = models[v.label]
         rep = profile(model, input_size=(data.in_chans, h, w))
-        models[v.label] = model
         rows.append(
             {
                 "variant": v.label,
@@ -233,34 +212,50 @@ def run_compare(
     for r in rows:
         r["params_delta"] = r["params"] - base_params
         r["latency_ms"] = r["latency_ratio"] = r["latency_ratio_low"] = r["latency_ratio_high"] = None
+    footer = ""
     if latency:
-        rounds = 5
-        lat = compare_latency(
-            models,
-            (latency_batch, data.in_chans, h, w),
-            rounds=rounds,
-            min_run_time=latency_min_run_time * rounds,
-        )
-        for r in rows:
-            r["latency_ms"] = lat.reports[r["variant"]].median_ms  # ratio × the first row's ms: they agree
-            r["latency_ratio"] = lat.ratios[r["variant"]]
-            spread = lat.summaries[r["variant"]]
-            r["latency_ratio_low"], r["latency_ratio_high"] = spread.low, spread.high
+        footer = _add_latency(rows, models, (latency_batch, data.in_chans, h, w), latency_min_run_time)
     title = (
         f"{base.model} on {base.dataset}, {base.epochs} epochs, seed {base.seed}"
         + (f", train subset {base.train_subset}" if base.train_subset else "")
         + (f", test subset {base.test_subset}" if base.test_subset else "")
     )
-    table = format_table(rows)
-    atomic_write_text(
-        out / "compare.md",
-        f"# attnkit compare\n\n{title}\n\n{table}\n\n"
+    notes = (
         "best = best test top-1 over epochs (selected on the test set, the papers' protocol); "
         "final = last epoch. MACs per image at the dataset resolution; latency = median of "
-        f"interleaved CPU runs at batch {latency_batch}, ratio to the first row.\n"
-        + (f"\n{lat.footer()}\n" if latency else ""),
+        f"interleaved CPU runs at batch {latency_batch}, ratio to the first row."
+        + (f"\n\n{footer}" if footer else "")
     )
-    atomic_write_text(out / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2))
-    atomic_write_csv(out / "compare.csv", list(rows[0].keys()), rows)
+    write_results(
+        out, "compare", rows, title=f"attnkit compare: {title}", table=format_table(rows), notes=notes
+    )
     _plot(rows, out / "compare.png", title)
     return rows
+
+
+def _train_variant(cfg, run_dir: Path) -> dict[str, Any]:
+    """Train one variant, or reuse its ``summary.json`` when resuming a comparison that finished it."""
+    from .train import fit
+
+    done = run_dir / "summary.json"
+    if done.exists() and cfg.resume == "auto":
+        log.info("compare: %s already finished, reusing %s", cfg.run_name, done)
+        return json.loads(done.read_text())
+    log.info("compare: training %s", cfg.run_name)
+    return fit(cfg)
+
+
+def _add_latency(
+    rows: list[dict[str, Any]], models: dict, shape: tuple[int, ...], min_run_time: float
+) -> None:
+    """Median latency of every model, interleaved in one process, and its ratio to the first row's."""
+    from .measure import compare_latency
+
+    rounds = 5
+    lat = compare_latency(models, shape, rounds=rounds, min_run_time=min_run_time * rounds)
+    for r in rows:
+        r["latency_ms"] = lat.reports[r["variant"]].median_ms  # ratio × the first row's ms: they agree
+        r["latency_ratio"] = lat.ratios[r["variant"]]
+        spread = lat.summaries[r["variant"]]
+        r["latency_ratio_low"], r["latency_ratio_high"] = spread.low, spread.high
+    return lat.footer()

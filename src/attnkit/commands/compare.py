@@ -79,6 +79,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", default=None, help="devices per variant run (DDP when > 1)")
     p.add_argument("--accelerator", default=None, help="cpu | gpu | auto")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads per training process (default: the free cores minus --workers)",
+    )
     p.add_argument("--out-dir", default="runs", help="parent folder of the comparison folder")
     p.add_argument(
         "--name", default=None, help="comparison folder name (default: compare-<data>-<model>-<time>)"
@@ -101,7 +107,7 @@ def _parse_kv(items: list[str]) -> dict:
     try:
         return dict(parse_kv(it) for it in items)
     except argparse.ArgumentTypeError as e:
-        raise SystemExit(f"--attn-kwargs: {e}") from e
+        raise ValueError(f"--attn-kwargs: {e}") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -127,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
         "precision",
         "accelerator",
         "workers",
+        "threads",
         "progress",
     ):
         v = getattr(args, k)

@@ -14,8 +14,7 @@ __all__ = ["add_arguments", "main", "evaluate_checkpoint"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags: ``--checkpoint`` (required), ``--data-dir``, ``--split``, ``--eval-batch-size``, ``--reparam``,
-    ``--device``, ``--workers``."""
+    """Add the flags of ``attnkit eval`` (``--checkpoint`` is required)."""
     parser.add_argument("--checkpoint", required=True, help="a last.ckpt/best.ckpt written by attnkit train")
     parser.add_argument(
         "--data-dir", default=None, help="override the dataset folder stored in the checkpoint"
@@ -43,39 +42,42 @@ def evaluate_checkpoint(
 ) -> dict:
     """Rebuild the checkpoint's model and data, load the weights and evaluate.
 
+    Args:
+        path: a ``last.ckpt``/``best.ckpt`` written by ``attnkit train``.
+        data_dir: overrides the dataset folder stored in the checkpoint.
+        split: ``"test"`` or ``"val"``.
+        eval_batch_size: overrides the stored evaluation batch size.
+        reparam: evaluate :func:`attnkit.reparam.reparameterize_model` of the model.
+        device: a torch device string.
+        workers: DataLoader workers.
+
     Returns:
         ``{"checkpoint", "epoch", "split", "top1", "top5", "loss", "count"}`` (top-k in percent).
 
     Raises:
         FileNotFoundError: missing checkpoint or dataset.
-        attnkit.train.CheckpointError: unreadable checkpoint or weights that do not fit the model.
+        attnkit.train.CheckpointError: a file that cannot be loaded safely, or weights that do not fit.
         ValueError: ``split="val"`` for a run trained without ``val_split``.
     """
     import torch
     from torch.utils.data import DataLoader
 
-    from ..data import build
-    from ..train import CheckpointError, build_model, config_from_dict, evaluate, read_checkpoint
+    from ..data.datasets import build_from_config
+    from ..train import config_from_dict, evaluate, load_model
 
-    ckpt = read_checkpoint(path)
+    model, info = load_model(path)
+    ckpt = info["checkpoint"]
+    if ckpt is None or "config" not in ckpt:
+        raise ValueError(
+            f"{path} is a plain state_dict; attnkit eval needs a last.ckpt/best.ckpt of attnkit train"
+        )
     cfg = config_from_dict(ckpt["config"])
-    data = build(
-        cfg.dataset,
-        data_dir=data_dir or cfg.data_dir,
-        train_subset=cfg.train_subset,
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        augment=False,
-        **({"test_subset": cfg.test_subset} if cfg.test_subset is not None else {}),
-    )
+    if data_dir:
+        cfg.data_dir = data_dir
+    data = build_from_config(cfg, augment=False, download=False)
     ds = data.test if split == "test" else data.val
     if ds is None:
         raise ValueError("this run has no validation split (val_split=0); use --split test")
-    model = build_model(cfg, data)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit {cfg.model}: {e}") from None
     if reparam:
         from ..reparam import reparameterize_model
 

@@ -42,9 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run folder (default runs/ode/<system>_<corrector>_<base>)")
     t.add_argument("--data-dir", default=None, help="trajectory cache (default <out>/../data)")
-    t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="'auto' (also the bare flag): continue from <out>/last.pt if it exists, else start fresh; "
+        "or a last.pt path",
+    )
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the free cores)")
     e = sub.add_parser("eval", help="evaluate a run: errors, energy drift, ensemble stats, cost, plots")
     e.add_argument("--run", required=True)
     e.add_argument("--which", default="best", choices=["best", "final"])
@@ -56,37 +63,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     e.add_argument("--dop853", default="1e-5,1e-7,1e-9", help="DOP853 rtols (comma-separated; '' for none)")
     e.add_argument("--data-dir", default=None)
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the free cores)")
+
+
+def _check_resume_config(cfg: dict, cfg_path: Path) -> None:
+    """Refuse to resume a run folder whose stored configuration differs from this one."""
+    old = json.loads(cfg_path.read_text())
+    diff = {k for k in cfg if k not in ("resume", "threads", "compile") and old.get(k) != cfg[k]}
+    if diff:
+        raise ValueError(f"--resume with a different configuration than {cfg_path}: {sorted(diff)}")
 
 
 def _train(a: argparse.Namespace) -> int:
     import torch
 
-    from attnkit.ode import CorrectedSolver, create_system
-    from attnkit.ode.data import load_or_make
-    from attnkit.ode.train import build_corrector, train_corrector
+    from .._io import atomic_write_json
+    from .._runtime import collect_env, set_threads
+    from ..ode import CorrectedSolver, create_system
+    from ..ode.data import load_or_make
+    from ..ode.train import build_corrector, train_corrector
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    threads = set_threads(a.threads)
     system = create_system(a.system)
     dt = system.default_dt if a.dt is None else a.dt
-    out = Path(a.out or f"runs/ode/{a.system}_{a.corrector}_{a.base}_{dt:g}")
-    out.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(a.data_dir) if a.data_dir else out.parent / "data"
     kw = {}
     if a.corrector == "neurvec":
         kw["normalize"] = a.normalize
     if a.inputs and a.corrector.startswith("attns"):
         kw["inputs"] = a.inputs
+    torch.manual_seed(a.seed)
+    corr = build_corrector(a.corrector, system.dim, hidden=a.hidden, **kw)  # bad names fail before any work
+    solver = CorrectedSolver(a.base, corr, dt=dt)
+    out = Path(a.out or f"runs/ode/{a.system}_{a.corrector}_{a.base}_{dt:g}")
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(a.data_dir) if a.data_dir else out.parent / "data"
     cfg = vars(a).copy()
     cfg["dt"] = dt
     cfg_path = out / "config.json"
     if a.resume and cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        diff = {k for k in cfg if k not in ("resume", "threads", "compile") and old.get(k) != cfg[k]}
-        if diff:
-            raise SystemExit(f"--resume with a different configuration: {sorted(diff)}")
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+        _check_resume_config(cfg, cfg_path)
+    atomic_write_json(cfg_path, cfg)
+    atomic_write_json(out / "env.json", collect_env(threads_requested=a.threads, threads=threads))
     t0 = time.time()
     mk = {"dt": dt, "n_steps": a.steps, "cache_dir": data_dir, "reference_substeps": a.reference_substeps}
     train = load_or_make(system, "train", a.n_train, **mk)
@@ -94,9 +111,6 @@ def _train(a: argparse.Namespace) -> int:
     print(
         f"data: train {tuple(train.shape)} val {tuple(val.shape)} ({time.time() - t0:.1f}s, cache {data_dir})"
     )
-    torch.manual_seed(a.seed)
-    corr = build_corrector(a.corrector, system.dim, hidden=a.hidden, **kw)
-    solver = CorrectedSolver(a.base, corr, dt=dt)
     res = train_corrector(
         solver,
         system,
@@ -129,6 +143,6 @@ def main(args: argparse.Namespace) -> int:
     """Run ``attnkit ode <train|eval>``; returns the exit code."""
     if args.ode_command == "train":
         return _train(args)
-    from attnkit.ode._evaluate import evaluate_run
+    from ..ode._evaluate import evaluate_run
 
     return evaluate_run(args)

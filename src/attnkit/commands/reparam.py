@@ -54,16 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
 
 
-def _strip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in sd.items():
-        for p in ("module.", "_orig_mod.", "_forward_module."):
-            while k.startswith(p):
-                k = k[len(p) :]
-        out[k] = v
-    return out
-
-
 def load_checkpoint_model(
     path: Path,
     *,
@@ -75,57 +65,30 @@ def load_checkpoint_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the training-form model of a checkpoint and load its weights (``strict=True``).
 
+    A thin wrapper of :func:`attnkit.train.checkpoint.load_model` (the one checkpoint loader).
+
+    Args:
+        path: an engine checkpoint or a plain ``state_dict`` file.
+        model: the model name (required for a plain state_dict).
+        attn: overrides the checkpoint's attention module.
+        attn_kwargs: overrides the checkpoint's ``attn_kwargs``.
+        num_classes: default: the config, else the head's weight.
+        in_chans: default: the stem's weight.
+
     Returns:
         ``(model, build_kwargs)`` with ``build_kwargs`` the ``create_model`` arguments used.
 
     Raises:
-        FileNotFoundError: missing file. ValueError: unknown layout, missing ``--model``, or weights that
-        do not fit the model (the message names the missing/unexpected keys).
+        FileNotFoundError: missing file.
+        attnkit.train.CheckpointError: a file that cannot be loaded safely, an unknown layout, a missing
+            ``--model``, or weights that do not fit the model (the message names the keys).
     """
-    from attnkit import create_model
+    from ..train.checkpoint import load_model
 
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    cfg: dict[str, Any] = {}
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        sd, cfg = obj["model"], dict(obj.get("config") or {})
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = obj
-    else:
-        raise ValueError(
-            f"{path}: expected an engine checkpoint (dict with 'model') or a state_dict of tensors"
-        )
-    sd = _strip(sd)
-    name = model or cfg.get("model")
-    if not name:
-        raise ValueError(
-            f"{path} is a plain state_dict: pass --model (and --attn) to say which network it is"
-        )
-    kw: dict[str, Any] = {}
-    a = attn if attn is not None else cfg.get("attn")
-    if a:
-        kw["attn"] = a
-        ak = attn_kwargs if attn_kwargs is not None else cfg.get("attn_kwargs")
-        if ak:
-            kw["attn_kwargs"] = ak
-        if attn is None:
-            for k in ("sharing", "scheme"):
-                if cfg.get(k) is not None:
-                    kw[k] = cfg[k]
-    head = [v for k, v in sd.items() if k.endswith("fc.weight") and v.dim() == 2]
-    kw["num_classes"] = num_classes or cfg.get("num_classes") or (int(head[-1].shape[0]) if head else None)
-    stem = [v for k, v in sd.items() if k.startswith("stem.") and v.dim() == 4]
-    kw["in_chans"] = in_chans or (int(stem[0].shape[1]) if stem else 3)
-    kw = {k: v for k, v in kw.items() if v is not None}
-    net = create_model(name, **kw)
-    res = net.load_state_dict(sd, strict=False)
-    if res.missing_keys or res.unexpected_keys:
-        raise ValueError(
-            f"{path}: weights do not fit create_model({name!r}, {kw}); missing {res.missing_keys[:5]}, "
-            f"unexpected {res.unexpected_keys[:5]} - check --model/--attn"
-        )
-    return net, {"model": name, **kw}
+    net, info = load_model(
+        path, model=model, attn=attn, attn_kwargs=attn_kwargs, num_classes=num_classes, in_chans=in_chans
+    )
+    return net, info["build"]
 
 
 def deployed_config(build: dict[str, Any]) -> dict[str, Any]:
@@ -150,31 +113,16 @@ def deployed_config(build: dict[str, Any]) -> dict[str, Any]:
 def _measure(
     net: nn.Module, size: tuple[int, ...], batch: int, min_run_time: float, latency: bool
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"params": sum(p.numel() for p in net.parameters())}
-    try:
-        from attnkit.measure import measure_latency, profile
-    except ImportError:  # pragma: no cover - profile.py is part of the package
-        profile = measure_latency = None
-    if profile is not None:
-        row["macs"] = profile(net, size).macs
-    if latency:
-        if measure_latency is not None:
-            row["latency_ms"] = measure_latency(
-                net, (batch, *size), min_run_time=min_run_time, warmup=3
-            ).median_ms
-        else:  # minimal fallback, said so in the output
-            import time
+    from ..measure import measure_latency, profile
 
-            x = torch.randn(batch, *size)
-            with torch.inference_mode():
-                net.eval()(x)
-                ts = []
-                for _ in range(10):
-                    t0 = time.perf_counter()
-                    net(x)
-                    ts.append(time.perf_counter() - t0)
-            row["latency_ms"] = sorted(ts)[len(ts) // 2] * 1e3
-            row["latency_note"] = "fallback timer (attnkit.profile unavailable)"
+    row: dict[str, Any] = {
+        "params": sum(p.numel() for p in net.parameters()),
+        "macs": profile(net, size).macs,
+    }
+    if latency:
+        row["latency_ms"] = measure_latency(
+            net, (batch, *size), min_run_time=min_run_time, warmup=3
+        ).median_ms
     return row
 
 
@@ -183,18 +131,14 @@ def main(args: argparse.Namespace) -> int:
     from attnkit.reparam import reparameterize_model
 
     ak = dict(args.attn_kwargs) if args.attn_kwargs else None
-    try:
-        net, build = load_checkpoint_model(
-            args.checkpoint,
-            model=args.model,
-            attn=args.attn,
-            attn_kwargs=ak,
-            num_classes=args.num_classes,
-            in_chans=args.in_chans,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"attnkit reparam: {e}")
-        return 2
+    net, build = load_checkpoint_model(
+        args.checkpoint,
+        model=args.model,
+        attn=args.attn,
+        attn_kwargs=ak,
+        num_classes=args.num_classes,
+        in_chans=args.in_chans,
+    )
     net.eval()
     deployed = reparameterize_model(net, fold_bn=args.fold_bn)
     hw = args.img_size or (
@@ -216,10 +160,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"{'':12}{'params':>12}{'MACs':>16}{'latency (ms)':>15}")
     for label, r in (("train form", before), ("deployed", after)):
         lat = f"{r['latency_ms']:.3f}" if "latency_ms" in r else "-"
-        macs = f"{r['macs']:,}" if "macs" in r else "-"
+        macs = f"{r['macs']:,}"
         print(f"{label:12}{r['params']:>12,}{macs:>16}{lat:>15}")
-    if "latency_note" in after:
-        print(f"note: {after['latency_note']}")
     print(
         f"max |output difference| on random input: {err:.3g}; latency: batch {args.batch_size} at {hw}x{hw} "
         f"(single measurements are noisy; benchmarks/asr_latency.py gives side-by-side ratios)"

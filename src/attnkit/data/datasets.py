@@ -24,6 +24,7 @@ __all__ = [
     "DataBundle",
     "TensorImageDataset",
     "build",
+    "build_from_config",
     "list_datasets",
     "DatasetNotFoundError",
     "CIFAR_MEAN",
@@ -454,4 +455,43 @@ def build(
         seed=seed,
         augment=augment,
         **kwargs,
+    )
+
+
+def build_from_config(
+    config: Any, *, augment: bool | None = None, download: bool | None = None
+) -> DataBundle:
+    """:func:`build` from any config object with attnkit's data fields.
+
+    Reads ``dataset``, ``data_dir``, ``train_subset``, ``test_subset``, ``val_split``, ``seed``,
+    ``augment`` and ``download`` where the config has them (``TrainConfig``, the search
+    ``PipelineConfig``, ...); missing fields take :func:`build`'s defaults.
+
+    Args:
+        config: a dataclass (or any object) with a ``dataset`` attribute.
+        augment: overrides ``config.augment`` (evaluation builds with ``augment=False``).
+        download: overrides ``config.download``.
+
+    Returns:
+        :class:`DataBundle`.
+
+    Raises:
+        ValueError, DatasetNotFoundError: as :func:`build`.
+    """
+
+    def get(name: str, default: Any = None) -> Any:
+        return getattr(config, name, default)
+
+    kw: dict[str, Any] = {}
+    if get("test_subset") is not None:
+        kw["test_subset"] = get("test_subset")
+    return build(
+        get("dataset"),
+        data_dir=get("data_dir"),
+        train_subset=get("train_subset"),
+        val_split=get("val_split", 0) or 0,
+        download=bool(get("download", False) if download is None else download),
+        seed=get("seed", 0),
+        augment=bool(get("augment", True) if augment is None else augment),
+        **kw,
     )

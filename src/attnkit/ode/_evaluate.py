@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import markdown_table, write_results
+from .._runtime import set_threads
 from ._baselines import dop853_ensemble
 from ._odeint import odeint
 from .data import load_or_make
@@ -45,23 +47,15 @@ def score(system, pred: torch.Tensor, ref: torch.Tensor) -> dict:
     return out
 
 
-def _fmt(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def evaluate_run(args) -> int:
     """Evaluate ``args.run`` (see ``attnkit ode eval --help``); writes metrics.json/.md and two plots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     run = Path(args.run)
     ck_path = run / f"{args.which}.pt"
     if not ck_path.exists():
-        raise SystemExit(f"no checkpoint {ck_path}")
+        raise FileNotFoundError(f"no checkpoint {ck_path} (is --run an `attnkit ode train` folder?)")
     solver, system, ck = load_checkpoint(ck_path)
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     dt = float(ck["dt"])
@@ -95,7 +89,7 @@ def evaluate_run(args) -> int:
         curves = {rows[0]["method"]: ((pred[1:] - test[1:]) ** 2).mean((1, 2))}
         for h in [float(x) for x in args.classical.split(",") if x]:
             if abs(dt / h - round(dt / h)) > 1e-9:
-                raise SystemExit(f"--classical step {h} does not divide dt={dt}")
+                raise ValueError(f"--classical step {h} does not divide dt={dt}")
             p, s = timed(odeint, system, y0, t, method=solver.base_name, options={"step_size": h})
             rows.append(
                 {
@@ -135,7 +129,6 @@ def evaluate_run(args) -> int:
         summary["step_equivalent"] = finest["step"] * (rows[0]["mse"] / finest["mse"]) ** (
             1 / (2 * solver.order)
         )
-    (run / "metrics.json").write_text(json.dumps(summary, indent=2))
     keys = [
         "method",
         "step",
@@ -149,22 +142,20 @@ def evaluate_run(args) -> int:
         "corrector_calls",
         "seconds",
     ]
-    md = [
-        f"# {system.name}: {rows[0]['method']} at h = {dt:g} ({args.which} checkpoint), "
-        f"{y0.shape[0]} test trajectories x {n} steps",
-        "",
-        "| " + " | ".join(keys) + " |",
-        "|" + "---|" * len(keys),
-    ]
-    md += ["| " + " | ".join(_fmt(r.get(k, "-")) for k in keys) + " |" for r in rows]
+    title = (
+        f"{system.name}: {rows[0]['method']} at h = {dt:g} ({args.which} checkpoint), "
+        f"{y0.shape[0]} test trajectories x {n} steps"
+    )
+    notes = ""
     if "step_equivalent" in summary:
-        md += [
-            "",
+        notes = (
             f"Step-equivalent of the corrected solver (MSE ~ h^{2 * solver.order}): "
-            f"h_eq = {summary['step_equivalent']:.4g}",
-        ]
-    (run / "metrics.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+            f"h_eq = {summary['step_equivalent']:.4g}"
+        )
+    table = markdown_table(rows, keys, formats={k: ".3g" for k in keys})
+    meta = {k: v for k, v in summary.items() if k != "rows"}
+    write_results(run, "metrics", rows, title=title, table=table, notes=notes, meta=meta)
+    print("\n".join([f"# {title}", "", table] + (["", notes] if notes else [])))
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         ax.semilogy(t[1:].numpy(), c.clamp_min(1e-30).numpy(), label=name)

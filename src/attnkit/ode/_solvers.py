@@ -15,7 +15,10 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from .._registry import Registry
+
 __all__ = [
+    "SOLVERS",
     "Solver",
     "Euler",
     "Midpoint",
@@ -29,7 +32,7 @@ __all__ = [
     "list_solvers",
 ]
 
-_SOLVERS: dict[str, type[Solver]] = {}
+SOLVERS: Registry[type[Solver]] = Registry("fixed-step solver")
 _ONE_THIRD = 1.0 / 3.0
 _TWO_THIRDS = 2.0 / 3.0
 
@@ -42,6 +45,9 @@ def register_solver(name: str) -> Callable[[type], type]:
     Args:
         name: method name usable as ``odeint(..., method=name)``.
 
+    Returns:
+        The decorator; it returns the class unchanged (with ``cls.name = name``).
+
     Raises:
         ValueError: if ``name`` is already registered or the class is not a :class:`Solver`.
     """
@@ -49,9 +55,7 @@ def register_solver(name: str) -> Callable[[type], type]:
     def deco(cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, Solver)):
             raise ValueError(f"register_solver({name!r}): {cls!r} is not a subclass of attnkit.ode.Solver")
-        if name in _SOLVERS:
-            raise ValueError(f"solver {name!r} is already registered ({_SOLVERS[name].__name__})")
-        _SOLVERS[name] = cls
+        SOLVERS.add(name, cls)
         cls.name = name
         return cls
 
@@ -60,7 +64,7 @@ def register_solver(name: str) -> Callable[[type], type]:
 
 def list_solvers() -> list[str]:
     """Names of the registered fixed-step solvers, sorted."""
-    return sorted(_SOLVERS)
+    return SOLVERS.names()
 
 
 def get_solver(name: str | Solver) -> Solver:
@@ -71,9 +75,7 @@ def get_solver(name: str | Solver) -> Solver:
     """
     if isinstance(name, Solver):
         return name
-    if name not in _SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; registered fixed-step solvers: {list_solvers()}")
-    return _SOLVERS[name]()
+    return SOLVERS.get(name)()
 
 
 class Solver(nn.Module):

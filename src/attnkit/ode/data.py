@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_torch_save
+from .._io import atomic_torch_save, safe_torch_load
 from ._solvers import Solver, get_solver
 from .systems import ODESystem
 
@@ -148,6 +148,10 @@ def load_or_make(
 
     Returns:
         ``(T + 1, N, d)`` float64 trajectories.
+
+    Raises:
+        ValueError: unknown ``split`` without ``seed``.
+        CheckpointError: a cache file that cannot be loaded safely (a pickle holding code) or is corrupt.
     """
     if seed is None:
         if split not in SPLIT_SEEDS:
@@ -170,8 +174,8 @@ def load_or_make(
         key = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"{system.name}_{split}_{n_traj}_{key}.pt"
         if path.exists():
-            blob = torch.load(path, weights_only=False)
-            if blob.get("meta", {}) == meta:
+            blob = safe_torch_load(path, what="trajectory cache")
+            if isinstance(blob, dict) and blob.get("meta", {}) == meta and torch.is_tensor(blob.get("traj")):
                 return blob["traj"]
     traj = make_trajectories(
         system, n_traj, dt=dt, n_steps=n_steps, seed=seed, reference_substeps=reference_substeps

@@ -21,7 +21,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .._registry import Registry
+
 __all__ = [
+    "SYSTEMS",
     "ODESystem",
     "SpringChain",
     "ElasticPendulum",
@@ -32,16 +35,18 @@ __all__ = [
     "list_systems",
 ]
 
-_SYSTEMS: dict[str, type[ODESystem]] = {}
+SYSTEMS: Registry[type[ODESystem]] = Registry("system")
 
 
 def register_system(name: str) -> Callable[[type], type]:
-    """Class decorator registering an :class:`ODESystem` under ``name``."""
+    """Class decorator registering an :class:`ODESystem` under ``name``.
+
+    Raises:
+        ValueError: the name is already registered.
+    """
 
     def deco(cls: type) -> type:
-        if name in _SYSTEMS:
-            raise ValueError(f"system {name!r} is already registered")
-        _SYSTEMS[name] = cls
+        SYSTEMS.add(name, cls)
         cls.name = name
         return cls
 
@@ -50,14 +55,23 @@ def register_system(name: str) -> Callable[[type], type]:
 
 def list_systems() -> list[str]:
     """Registered system names, sorted."""
-    return sorted(_SYSTEMS)
+    return SYSTEMS.names()
 
 
 def create_system(name: str, **kwargs) -> ODESystem:
-    """Build a registered system. Raises ``ValueError`` listing the names for an unknown one."""
-    if name not in _SYSTEMS:
-        raise ValueError(f"unknown system {name!r}; available: {list_systems()}")
-    return _SYSTEMS[name](**kwargs)
+    """Build a registered system.
+
+    Args:
+        name: a :func:`list_systems` name.
+        **kwargs: the system's constructor arguments.
+
+    Returns:
+        The system module.
+
+    Raises:
+        ValueError: an unknown name (the message lists the registered ones).
+    """
+    return SYSTEMS.get(name)(**kwargs)
 
 
 class ODESystem(nn.Module):

@@ -19,13 +19,15 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .._io import atomic_torch_save
+from .._io import CheckpointError, atomic_torch_save, safe_torch_load
 from ._odeint import odeint
 from ._solvers import get_solver
 from .attns import AttNSRecon
@@ -136,6 +138,67 @@ def _prepare(
     return {"u": u, "f0": f0, "inc": inc, "r": r, "traj_idx": idx}
 
 
+def _resume(out: Path | None, resume: bool | str | None, corr, opt, gen, log) -> tuple[int, list, float, Any]:
+    """Restore ``last.pt`` (the one resume rule of :func:`attnkit.train.checkpoint.resolve_resume`).
+
+    Returns:
+        ``(start iteration, history, best_val, best_state)``; a fresh start when there is nothing to resume.
+    """
+    from ..train.checkpoint import resolve_resume
+
+    if resume in (None, False, ""):
+        return 0, [], math.inf, None
+    if out is None and resume in (True, "auto"):
+        raise ValueError("resume needs out_dir (the run folder holding last.pt)")
+    path = resolve_resume("auto" if resume is True else str(resume), out, "last.pt")
+    if path is None:
+        log(f"resume: no {out / 'last.pt'} yet, starting fresh")
+        return 0, [], math.inf, None
+    ck = safe_torch_load(path, what="ODE checkpoint")
+    missing = [k for k in _RESUME_KEYS if k not in ck] if isinstance(ck, dict) else list(_RESUME_KEYS)
+    if missing:
+        raise CheckpointError(f"ODE checkpoint {path} lacks {missing}; not a last.pt of attnkit ode train")
+    corr.load_state_dict(ck["corrector_state"])
+    opt.load_state_dict(ck["optimizer"])
+    gen.set_state(ck["rng"])
+    log(f"resumed at iteration {ck['iteration']}")
+    return int(ck["iteration"]), list(ck["history"]), float(ck["best_val"]), ck["best_state"]
+
+
+_RESUME_KEYS = ("corrector_state", "optimizer", "rng", "iteration", "history", "best_val", "best_state")
+
+
+def _validate(solver, system: ODESystem, val_traj: Tensor | None, val_steps: int | None, dt: float) -> dict:
+    """Rollout MSE over the validation horizon (and its first 100 steps) and the blow-up rate."""
+    if val_traj is None:
+        return {}
+    n = val_traj.shape[0] - 1 if val_steps is None else val_steps
+    pred = rollout(solver, system, val_traj[0].double(), n, dt)
+    ref = val_traj[: n + 1].double()
+    return {
+        "val_mse": trajectory_mse(pred, ref) if torch.isfinite(pred).all() else math.inf,
+        "val_mse_100": trajectory_mse(pred, ref, slice(1, 101))
+        if torch.isfinite(pred[:101]).all()
+        else math.inf,
+        "val_blowup": blowup_rate(pred),
+    }
+
+
+def _non_finite(corr: nn.Module, it: int, out: Path | None) -> FloatingPointError:
+    """The error of a non-finite loss, naming the iteration and (for NeurVec) a pole of the activation."""
+    act = [mm for mm in corr.modules() if isinstance(mm, RationalActivation)]
+    pole = any(a.has_real_pole() for a in act)
+    return FloatingPointError(
+        f"non-finite loss at iteration {it}"
+        + (" (the rational activation's denominator has a real root: a pole)" if pole else "")
+        + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else "")
+    )
+
+
+def _snapshot(corr: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in corr.state_dict().items()}
+
+
 def train_corrector(
     solver: CorrectedSolver,
     system: ODESystem,
@@ -154,9 +217,8 @@ def train_corrector(
     val_steps: int | None = None,
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    ckpt_every: int | None = None,
-    log=print,
+    resume: bool | str | None = False,
+    log: Callable[[str], Any] = print,
     extra: dict | None = None,
     stop_after: int | None = None,
     compile: bool = False,
@@ -166,18 +228,24 @@ def train_corrector(
     Args:
         solver: a :class:`CorrectedSolver` (its base and trained dt define the targets).
         system: the right-hand side.
-        train_traj, val_traj: ``(T + 1, N, d)`` float64 reference trajectories sampled every dt.
-        iterations: optimiser steps; batch_size: pairs per step (sampled with replacement).
-        lr, weight_decay: Adam (betas 0.9/0.999, eps 1e-8 as the official code).
+        train_traj: ``(T + 1, N, d)`` float64 reference trajectories sampled every dt.
+        val_traj: validation trajectories of the same layout, or None (no validation).
+        iterations: optimiser steps.
+        batch_size: pairs per step (sampled with replacement).
+        lr: Adam learning rate (betas 0.9/0.999, eps 1e-8 as the official code).
+        weight_decay: Adam weight decay.
         schedule: ``"cosine"`` (per iteration to 0, official) or ``"constant"``.
         loss_scale: multiplies the loss (official pendulum: 1e6 with ``normalize="none"``).
         data_fraction: fraction of whole training trajectories kept (seeded).
         noise_std: Gaussian noise on the training states, in units of the per-component state std.
-        val_every: iterations between validations (and checkpoints, unless ``ckpt_every``).
+        val_every: iterations between validations (and checkpoints).
         val_steps: rollout length of validation (default: the whole horizon of ``val_traj``).
         seed: seed of initialisation-independent randomness (batches, subsampling, noise).
         out_dir: run folder for ``last.pt`` / ``best.pt`` / ``final.pt`` and ``metrics.jsonl``.
-        resume: continue from ``out_dir/last.pt``.
+        resume: ``True``/``"auto"``: continue from ``out_dir/last.pt`` when it exists, else start fresh (as
+            ``attnkit train --resume auto``); a path: continue from that file (it must exist).
+        log: called with one line per validation.
+        extra: more entries for the config stored in the checkpoints.
         stop_after: stop (as if interrupted) after this iteration; for tests of resumption.
         compile: run the training forward/backward through ``torch.compile`` (about 2.5x faster on CPU
             for width 1024; rollouts stay eager).
@@ -187,12 +255,13 @@ def train_corrector(
 
     Raises:
         ValueError: bad arguments. FloatingPointError: a non-finite loss (the message names the cause,
-        e.g. a pole of the rational activation; the last good checkpoint is kept).
+            e.g. a pole of the rational activation; the last good checkpoint is kept).
+        CheckpointError: a ``last.pt`` that cannot be loaded safely or is not an ODE checkpoint.
     """
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    if iterations < 1 or batch_size < 1:
-        raise ValueError("iterations and batch_size must be >= 1")
+    if iterations < 1 or batch_size < 1 or val_every < 1:
+        raise ValueError("iterations, batch_size and val_every must be >= 1")
     corr = solver.corrector
     params = [p for p in corr.parameters() if p.requires_grad]
     if not params:
@@ -227,22 +296,7 @@ def train_corrector(
         "seed": seed,
         **(extra or {}),
     }
-    start, history = 0, []
-    best_val, best_state = math.inf, None
-    if resume:
-        if out is None or not (out / "last.pt").exists():
-            raise ValueError(f"resume=True but no checkpoint at {out}/last.pt")
-        ck = torch.load(out / "last.pt", weights_only=False)
-        corr.load_state_dict(ck["corrector_state"])
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["rng"])
-        start, history, best_val, best_state = (
-            ck["iteration"],
-            ck["history"],
-            ck["best_val"],
-            ck["best_state"],
-        )
-        log(f"resumed at iteration {start}")
+    start, history, best_val, best_state = _resume(out, resume, corr, opt, gen, log)
 
     def meta(state: dict, it: int) -> dict:
         return {
@@ -260,66 +314,40 @@ def train_corrector(
             "train_traj_idx": data["traj_idx"].tolist(),
         }
 
-    def validate() -> dict:
-        if val_traj is None:
-            return {}
-        n = val_traj.shape[0] - 1 if val_steps is None else val_steps
-        pred = rollout(solver, system, val_traj[0].double(), n, dt)
-        ref = val_traj[: n + 1].double()
-        return {
-            "val_mse": trajectory_mse(pred, ref) if torch.isfinite(pred).all() else math.inf,
-            "val_mse_100": trajectory_mse(pred, ref, slice(1, 101))
-            if torch.isfinite(pred[:101]).all()
-            else math.inf,
-            "val_blowup": blowup_rate(pred),
-        }
-
-    def snapshot() -> dict:
-        return {k: v.detach().clone() for k, v in corr.state_dict().items()}
-
     fwd = torch.compile(corr) if compile else corr
-    t0, it, loss_v = time.time(), start, float("nan")
-    total = iterations
+    t0, it = time.time(), start
     for it in range(start, iterations):
         if schedule == "cosine":
             for gp in opt.param_groups:
-                gp["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * it / total))
+                gp["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * it / iterations))
         bi = torch.randint(0, m, (batch_size,), generator=gen)
-        ctx = StepContext(0.0, u32[bi], dt, f032[bi], inc32[bi])
-        c = fwd(ctx)
+        c = fwd(StepContext(0.0, u32[bi], dt, f032[bi], inc32[bi]))
         delta = inc32[bi] * c if solver.insert == "multiplicative" else c
         loss = loss_scale * ((delta / sig32 - r32[bi]) ** 2).mean()
         if not torch.isfinite(loss):
-            act = [mm for mm in corr.modules() if isinstance(mm, RationalActivation)]
-            pole = any(a.has_real_pole() for a in act)
-            raise FloatingPointError(
-                f"non-finite loss at iteration {it}"
-                + (" (the rational activation's denominator has a real root: a pole)" if pole else "")
-                + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else "")
-            )
+            raise _non_finite(corr, it, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_v = float(loss.detach())
         done = it + 1
         if done % val_every == 0 or done == iterations or (stop_after is not None and done == stop_after):
             rec = {
                 "iteration": done,
-                "loss": loss_v,
+                "loss": float(loss.detach()),
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.time() - t0,
-                **validate(),
+                **_validate(solver, system, val_traj, val_steps, dt),
             }
             history.append(rec)
             v = rec.get("val_mse", -done)
             if v < best_val or best_state is None:
-                best_val, best_state = v, snapshot()
+                best_val, best_state = v, _snapshot(corr)
             log("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
             if out is not None:
                 with open(out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
                 ck = {
-                    **meta(snapshot(), done),
+                    **meta(_snapshot(corr), done),
                     "optimizer": opt.state_dict(),
                     "rng": gen.get_state(),
                     "history": history,
@@ -330,7 +358,7 @@ def train_corrector(
                 atomic_torch_save({**meta(best_state, done), "val_mse": best_val}, out / "best.pt")
         if stop_after is not None and done >= stop_after and done < iterations:
             break
-    final_state = snapshot()
+    final_state = _snapshot(corr)
     final_val = history[-1].get("val_mse", math.nan) if history else math.nan
     if out is not None and it + 1 == iterations:
         atomic_torch_save({**meta(final_state, iterations), "val_mse": final_val}, out / "final.pt")
@@ -344,12 +372,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[CorrectedSolver, ODESystem
     """Rebuild ``(CorrectedSolver, system, checkpoint dict)`` from a ``best.pt``/``final.pt``/``last.pt``.
 
     Raises:
-        ValueError: a checkpoint without a corrector config.
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: a file that cannot be loaded safely, or one without a corrector config.
     """
-    ck = torch.load(path, weights_only=False)
-    cfg = dict(ck.get("corrector_config") or {})
-    if not cfg:
-        raise ValueError(f"{path}: no corrector_config; cannot rebuild the corrector")
+    ck = safe_torch_load(path, what="ODE checkpoint")
+    cfg = dict(ck.get("corrector_config") or {}) if isinstance(ck, dict) else {}
+    if not cfg or "corrector_state" not in ck:
+        raise CheckpointError(f"{path}: no corrector_config/corrector_state; not an attnkit ode checkpoint")
     kind, dim, hidden = cfg.pop("kind"), cfg.pop("dim"), cfg.pop("hidden")
     dtype = getattr(torch, cfg.pop("dtype", "float32"))
     corr = build_corrector(kind, dim, hidden=hidden, dtype=dtype, **cfg)

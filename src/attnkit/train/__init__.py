@@ -12,11 +12,14 @@ Reusable pieces for other commands (``compare``, EAN search): :func:`train_one_e
 :func:`make_state` / :func:`read_checkpoint`, :class:`MetricsWriter`.
 """
 
+from .build import build_engine, build_loaders, build_model, epoch_seed
 from .checkpoint import (
     CHECKPOINT_KEYS,
     CheckpointError,
+    load_model,
     make_state,
     read_checkpoint,
+    resolve_resume,
     rng_state,
     set_rng_state,
 )
@@ -31,7 +34,7 @@ from .config import (
     save_config,
 )
 from .engine import PRECISIONS, Engine
-from .fit import StopTraining, build_engine, build_loaders, build_model, epoch_seed, fit
+from .fit import StopTraining, fit
 from .loop import evaluate, train_one_epoch
 from .report import FIXED_COLUMNS, MetricsWriter, read_metrics
 from .schedule import build_optimizer, build_scheduler, param_groups, scheduler_interval
@@ -68,4 +71,6 @@ __all__ = [
     "read_checkpoint",
     "rng_state",
     "set_rng_state",
+    "load_model",
+    "resolve_resume",
 ]

@@ -49,7 +49,8 @@ class TrainConfig:
     Data: ``dataset`` (:func:`attnkit.data.list_datasets`), ``data_dir``, ``download`` (allow torchvision to
     download; never implicit), ``val_split`` (held-out training images; 0 = the papers' protocol, selection
     on the test set), ``train_subset`` / ``test_subset`` (seeded stratified subsets for quick runs),
-    ``augment``, ``workers``, ``drop_last``.
+    ``augment``, ``workers``, ``drop_last``, ``threads`` (intra-op threads of each training process; None:
+    the available cores minus ``workers``, never more than already set; recorded in ``env.json``).
 
     Optimisation: ``epochs``, ``batch_size`` (**global**, split over processes), ``eval_batch_size``
     (global), SGD ``lr``/``momentum``/``nesterov``/``weight_decay``, ``wd_mode`` (``all`` |
@@ -120,6 +121,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: str | None = None
     workers: int = 2
+    threads: int | None = None
     out_dir: str = "runs"
     run_name: str | None = None
     resume: str | None = None
@@ -152,6 +154,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0 or self.val_split < 0 or self.warmup_epochs < 0:
             raise ValueError("workers, val_split and warmup_epochs must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or None for the default), got {self.threads}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict of every field (what checkpoints and ``config.yaml`` store)."""

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Engine", "PRECISIONS", "resolve_accelerator"]
+from ..measure.precision import PRECISIONS
 
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+__all__ = ["Engine", "PRECISIONS", "resolve_accelerator"]
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -70,7 +70,7 @@ class Engine:
         loggers: list | None = None,
     ):
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
         acc = resolve_accelerator(accelerator)
         if acc == "cpu" and precision.startswith("16"):
             raise ValueError(

@@ -8,465 +8,400 @@ flushed), ``last.ckpt`` / ``best.ckpt`` (atomic), ``model.pt`` (or ``model.safet
 from __future__ import annotations
 
 import datetime
-import logging
 import math
-import os
-import platform
 import random
-import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from .._io import atomic_torch_save
+from .._io import atomic_write_json
+from .._runtime import collect_env, set_threads
+from .build import (
+    ModelFn,
+    build_engine,
+    build_loaders,
+    build_model,
+    check_num_classes,
+    count_macs,
+    epoch_seed,
+    resolve_resume,
+    save_weights,
+    setup_logging,
+)
 from .checkpoint import CheckpointError, check_compatible, make_state, read_checkpoint, set_rng_state
 from .config import TrainConfig, save_config
 from .engine import Engine
 from .loop import aux_columns, evaluate, logger, train_one_epoch
-from .report import MetricsWriter, plot_curves, read_metrics, write_json, write_report
+from .report import MetricsWriter, plot_curves, read_metrics, write_report
 from .schedule import build_optimizer, build_scheduler, scheduler_interval
 
 __all__ = [
     "fit",
+    "StopTraining",
     "build_engine",
     "build_model",
     "build_loaders",
     "epoch_seed",
     "resolve_resume",
-    "StopTraining",
 ]
-
-ModelFn = Callable[[TrainConfig, Any], nn.Module]
 
 
 class StopTraining(Exception):
     """Raise from a callback to end the run after the current epoch's files are written."""
 
 
-def epoch_seed(seed: int, rank: int, epoch: int) -> int:
-    """Seed of an epoch's augmentation/dropout RNG: a function of (seed, rank, epoch) only."""
-    return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101) % (2**63 - 1)
+@dataclass
+class _Run:
+    """Everything one training process holds between the set-up, resume, epoch and summary steps."""
+
+    config: TrainConfig
+    engine: Engine
+    data: Any
+    model: nn.Module
+    raw_model: nn.Module
+    fwd_model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    interval: str
+    train_loader: Any
+    eval_loaders: dict[str, Any]
+    params: int
+    macs: int | None
+    threads: int
+    t_start: float
+    resume_path: Path | None = None
+    start_epoch: int = 0
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    writer: MetricsWriter | None = None
+
+    @property
+    def select_on(self) -> str:
+        """The split the best epoch is chosen on: ``val`` when there is one, else ``test``."""
+        return "val" if "val" in self.eval_loaders else "test"
 
 
-def _setup_logging() -> None:
-    lg = logging.getLogger("attnkit")
-    if not any(getattr(h, "_attnkit", False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        h._attnkit = True  # type: ignore[attr-defined]
-        lg.addHandler(h)
-    lg.setLevel(logging.INFO)
-
-
-def build_engine(config: TrainConfig) -> Engine:
-    """An :class:`Engine` from the config's device/precision fields (validated before Fabric is built)."""
-    loggers = None
-    if config.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-            from lightning_fabric.loggers import TensorBoardLogger
-        except ImportError as e:
-            raise ImportError(
-                "--tensorboard needs the tensorboard package: pip install 'attnkit[tensorboard]'"
-            ) from e
-        loggers = [TensorBoardLogger(root_dir=str(config.run_dir), name="tb", version="")]
-    return Engine(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy=config.strategy,
-        precision=config.precision,
-        num_nodes=config.num_nodes,
-        find_unused_parameters=config.find_unused_parameters,
-        sync_bn=config.sync_bn,
-        loggers=loggers,
-    )
-
-
-def build_model(config: TrainConfig, data) -> nn.Module:
-    """``attnkit.create_model`` from the config's model fields; ``num_classes``/``in_chans`` from ``data``."""
-    from ..models import create_model
-
-    return create_model(
-        config.model,
-        num_classes=config.num_classes or data.num_classes,
-        in_chans=data.in_chans,
-        attn=config.attn,
-        attn_kwargs=dict(config.attn_kwargs) or None,
-        sharing=config.sharing,
-        scheme=config.scheme,
-        **config.model_kwargs,
-    )
-
-
-def build_loaders(config: TrainConfig, data, *, rank: int = 0, world_size: int = 1):
-    """Train loader (:class:`TrainSampler`, per-device batch) and eval loaders (unpadded shards).
-
-    Returns:
-        ``(train_loader, {"test": loader, "val": loader?})``.
-
-    Raises:
-        ValueError: ``batch_size`` not divisible by the world size.
-    """
-    from ..data import EvalShardSampler, TrainSampler
-
-    if config.batch_size % world_size:
-        raise ValueError(
-            f"batch_size {config.batch_size} (global) is not divisible by world size {world_size}"
-        )
-    per_dev = config.batch_size // world_size
-    sampler = TrainSampler(len(data.train), seed=config.seed, rank=rank, world_size=world_size)
-    kw: dict[str, Any] = {"num_workers": config.workers, "persistent_workers": config.workers > 0}
-    train = DataLoader(data.train, batch_size=per_dev, sampler=sampler, drop_last=config.drop_last, **kw)
-    eval_bs = max(1, config.eval_batch_size // world_size)
-    evals = {
-        "test": DataLoader(
-            data.test,
-            batch_size=eval_bs,
-            **kw,
-            sampler=EvalShardSampler(len(data.test), rank=rank, world_size=world_size),
-        )
-    }
-    if data.val is not None:
-        evals["val"] = DataLoader(
-            data.val,
-            batch_size=eval_bs,
-            **kw,
-            sampler=EvalShardSampler(len(data.val), rank=rank, world_size=world_size),
-        )
-    return train, evals
-
-
-def resolve_resume(config: TrainConfig) -> Path | None:
-    """The checkpoint to resume from: ``auto`` -> ``<run_dir>/last.ckpt`` if it exists, a path -> that file.
-
-    Raises:
-        FileNotFoundError: an explicit path that does not exist.
-    """
-    if not config.resume:
-        return None
-    if config.resume == "auto":
-        p = config.run_dir / "last.ckpt"
-        return p if p.is_file() else None
-    p = Path(config.resume)
-    if not p.is_file():
-        raise FileNotFoundError(f"--resume {p}: no such checkpoint")
-    return p
-
-
-def _env(config: TrainConfig, engine: Engine, data) -> dict[str, Any]:
-    import lightning_fabric
-    import numpy
-    import torchvision
-
-    from .. import __version__
-
-    dev = engine.device
-    return {
-        "attnkit": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "lightning_fabric": lightning_fabric.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "world_size": engine.world_size,
-        "num_threads": torch.get_num_threads(),
-        "precision": config.precision,
-        "command": sys.argv,
-        "start_time": datetime.datetime.now().isoformat(timespec="seconds"),
-        "data": data.notes,
-    }
-
-
-def _macs(model: nn.Module, data) -> int | None:
-    """MACs per image at the training size via ``attnkit.profile`` (None when unavailable)."""
-    try:
-        import copy
-
-        from ..profile import profile
-
-        m = copy.deepcopy(model).cpu().float()
-        return int(profile(m, input_size=(data.in_chans, *data.img_size)).macs)
-    except Exception as e:  # profile.py belongs to another module; never fail a run over it
-        logger.info("MACs not computed (%s: %s)", type(e).__name__, e)
-        return None
-
-
-def _save_weights(model: nn.Module, run_dir: Path) -> str:
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        atomic_torch_save(sd, run_dir / "model.pt")
-        return "model.pt"
-    tmp = run_dir / "model.safetensors.tmp"
-    save_file(sd, str(tmp))
-    os.replace(tmp, run_dir / "model.safetensors")
-    return "model.safetensors"
-
-
-def _fit_worker(
-    engine: Engine, config: TrainConfig, model_fn: ModelFn | None, callbacks: Sequence[Callable[[dict], Any]]
-) -> dict[str, Any]:
-    """The body of :func:`fit`, run on every process."""
-    from ..data import build as build_data
-
-    t_start = time.perf_counter()
-    rank, world = engine.global_rank, engine.world_size
-    zero = engine.is_global_zero
-    if zero and config.progress != "none":
-        _setup_logging()
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    run_dir = config.run_dir
-    if zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
+def _check_run_folder(config: TrainConfig, engine: Engine) -> Path | None:
+    """Create the run folder; refuse to overwrite a run unless resuming. Returns the resume checkpoint."""
+    if engine.is_global_zero:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
     resume_path = resolve_resume(config)
-    if resume_path is None and (run_dir / "last.ckpt").exists():
+    if resume_path is None and (config.run_dir / "last.ckpt").exists():
         raise FileExistsError(
-            f"{run_dir} already holds a run (last.ckpt); pass --resume auto to continue it or "
+            f"{config.run_dir} already holds a run (last.ckpt); pass --resume auto to continue it or "
             "choose another --run-name / --out-dir"
         )
     engine.barrier()
+    return resume_path
 
-    # data (rank 0 downloads first when allowed)
-    dkw = {"test_subset": config.test_subset} if config.test_subset is not None else {}
-    bargs = dict(
-        data_dir=config.data_dir,
-        train_subset=config.train_subset,
-        val_split=config.val_split,
-        seed=config.seed,
-        augment=config.augment,
-        **dkw,
-    )
+
+def _setup(engine: Engine, config: TrainConfig, model_fn: ModelFn | None) -> _Run:
+    """Threads, run folder, data (rank 0 downloads first), model, optimizer, loaders and schedule."""
+    from ..data.datasets import build_from_config
+
+    t_start = time.perf_counter()
+    zero = engine.is_global_zero
+    if zero and config.progress != "none":
+        setup_logging()
+    threads = set_threads(config.threads, config.workers)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    resume_path = _check_run_folder(config, engine)
     if config.download and not zero:
         engine.barrier()
-    data = build_data(config.dataset, download=config.download and zero, **bargs)
+    data = build_from_config(config, download=config.download and zero)
     if config.download and zero:
         engine.barrier()
+    check_num_classes(config, data)
 
-    # model, optimizer, schedule (same seed on every rank -> identical initial weights)
+    # same seed on every rank -> identical initial weights
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     model = model_fn(config, data) if model_fn is not None else build_model(config, data)
     params = sum(p.numel() for p in model.parameters())
-    macs = _macs(model, data) if zero else None
+    macs = count_macs(model, data) if zero else None
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     raw_model = model
     optimizer = build_optimizer(model, config)
     model, optimizer = engine.setup(model, optimizer)
     raw_model = getattr(model, "module", raw_model)
-    train_loader, eval_loaders = build_loaders(config, data, rank=rank, world_size=world)
-    sampler = train_loader.sampler
+    train_loader, eval_loaders = build_loaders(
+        config, data, rank=engine.global_rank, world_size=engine.world_size
+    )
     train_loader, *ev = engine.setup_dataloaders(train_loader, *eval_loaders.values())
-    eval_loaders = dict(zip(eval_loaders, ev))
-    interval = scheduler_interval(config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    return _Run(
+        config=config,
+        engine=engine,
+        data=data,
+        model=model,
+        raw_model=raw_model,
+        fwd_model=torch.compile(model, mode=config.compile) if config.compile else model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        interval=scheduler_interval(config),
+        train_loader=train_loader,
+        eval_loaders=dict(zip(eval_loaders, ev)),
+        params=params,
+        macs=macs,
+        threads=threads,
+        t_start=t_start,
+        resume_path=resume_path,
+    )
 
-    # resume
-    start_epoch, global_step, best_metric, best_epoch = 0, 0, -math.inf, -1
-    last_eval: dict[str, Any] = {}
-    if resume_path is not None:
-        ckpt = read_checkpoint(resume_path)
-        check_compatible(ckpt["config"], config.to_dict(), resume_path)
-        try:
-            objs = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-            if "scaler" in ckpt and engine.scaler is not None:
-                objs["scaler"] = engine.scaler
-            engine.load(resume_path, objs)
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(
-                f"checkpoint {resume_path} does not fit this model/optimizer: {e}"
-            ) from None
-        start_epoch, global_step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
-        best_metric, best_epoch = float(ckpt["best_metric"]), int(ckpt["best_epoch"])
-        set_rng_state(ckpt["rng"])
-        if zero:
-            logger.info(
-                "resuming from %s at epoch %d (lr %.5g)",
-                resume_path,
-                start_epoch,
-                optimizer.param_groups[0]["lr"],
-            )
-    elif zero and config.resume == "auto":
-        logger.info("--resume auto: no %s, starting fresh", run_dir / "last.ckpt")
 
-    extra = aux_columns(raw_model) + (["val_loss", "val_top1"] if "val" in eval_loaders else [])
-    writer = None
-    if zero:
-        writer = MetricsWriter(
-            run_dir / "metrics.csv", extra, resume_epoch=start_epoch - 1 if resume_path else None
+def _resume(run: _Run) -> None:
+    """Restore model, optimizer, schedule, counters and RNG from ``run.resume_path`` (if any)."""
+    config, engine, path = run.config, run.engine, run.resume_path
+    if path is None:
+        if engine.is_global_zero and config.resume == "auto":
+            logger.info("--resume auto: no %s, starting fresh", config.run_dir / "last.ckpt")
+        return
+    ckpt = read_checkpoint(path)
+    check_compatible(ckpt["config"], config.to_dict(), path)
+    try:
+        objs = {"model": run.model, "optimizer": run.optimizer, "scheduler": run.scheduler}
+        if "scaler" in ckpt and engine.scaler is not None:
+            objs["scaler"] = engine.scaler
+        engine.load(path, objs)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {e}") from None
+    run.start_epoch, run.global_step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
+    run.best_metric, run.best_epoch = float(ckpt["best_metric"]), int(ckpt["best_epoch"])
+    set_rng_state(ckpt["rng"])
+    if engine.is_global_zero:
+        lr = run.optimizer.param_groups[0]["lr"]
+        logger.info("resuming from %s at epoch %d (lr %.5g)", path, run.start_epoch, lr)
+
+
+def _start_files(run: _Run) -> None:
+    """Rank 0: ``metrics.csv`` (truncated to the resumed epoch), ``config.yaml`` and ``env.json``."""
+    if not run.engine.is_global_zero:
+        return
+    config, data, engine = run.config, run.data, run.engine
+    extra = aux_columns(run.raw_model) + (["val_loss", "val_top1"] if "val" in run.eval_loaders else [])
+    resumed = run.resume_path is not None
+    run.writer = MetricsWriter(
+        config.run_dir / "metrics.csv", extra, resume_epoch=run.start_epoch - 1 if resumed else None
+    )
+    save_config(config, config.run_dir / "config.yaml")
+    env = collect_env(
+        engine.device,
+        world_size=engine.world_size,
+        precision=config.precision,
+        workers=config.workers,
+        threads_requested=config.threads,
+        start_time=datetime.datetime.now().isoformat(timespec="seconds"),
+        data=data.notes,
+        **({"resumed_from": str(run.resume_path)} if resumed else {}),
+    )
+    atomic_write_json(config.run_dir / "env.json", env)
+    logger.info(
+        "run %s: %s params %s, %d train / %d test images, world size %d, %d threads, %s",
+        config.run_dir,
+        config.model,
+        f"{run.params:,}",
+        len(data.train),
+        len(data.test),
+        engine.world_size,
+        run.threads,
+        data.notes,
+    )
+
+
+def _evaluate_epoch(run: _Run, row: dict[str, Any]) -> bool:
+    """Evaluate every split into ``row``; returns whether the selection metric improved."""
+    config = run.config
+    eval_model, autocast = run.fwd_model, False
+    if config.eval_reparam:
+        from ..reparam import reparameterize_model
+
+        eval_model, autocast = reparameterize_model(run.raw_model), True
+    for split, loader in run.eval_loaders.items():
+        res = evaluate(
+            eval_model, loader, engine=run.engine, channels_last=config.channels_last, autocast=autocast
         )
-        save_config(config, run_dir / "config.yaml")
-        env = _env(config, engine, data)
-        if resume_path is not None:
-            env["resumed_from"] = str(resume_path)
-        write_json(run_dir / "env.json", env)
-        logger.info(
-            "run %s: %s params %s, %d train / %d test images, world size %d, %s",
-            run_dir,
-            config.model,
-            f"{params:,}",
-            len(data.train),
-            len(data.test),
-            world,
-            data.notes,
-        )
-    fwd_model = torch.compile(model, mode=config.compile) if config.compile else model
-    select_on = "val" if "val" in eval_loaders else "test"
+        p = "eval" if split == "test" else "val"
+        row[f"{p}_loss"], row[f"{p}_top1"] = res["loss"], res["top1"]
+        if split == "test":
+            row["eval_top5"] = res["top5"]
+    run.last_eval = dict(row)
+    metric = row["eval_top1" if run.select_on == "test" else "val_top1"]
+    if metric > run.best_metric:
+        run.best_metric, run.best_epoch = metric, row["epoch"]
+        return True
+    return False
 
-    for epoch in range(start_epoch, config.epochs):
-        random.seed(epoch_seed(config.seed, rank, epoch))
-        torch.manual_seed(epoch_seed(config.seed, rank, epoch))
-        sampler.set_data_epoch(epoch)
-        stats = train_one_epoch(
-            fwd_model,
-            optimizer,
-            train_loader,
-            engine=engine,
-            epoch=epoch,
-            global_step=global_step,
-            scheduler=scheduler,
-            scheduler_interval=interval,
-            label_smoothing=config.label_smoothing,
-            grad_clip=config.grad_clip,
-            channels_last=config.channels_last,
-            raw_model=raw_model,
-            log_interval=config.log_interval,
-            progress=config.progress,
-        )
-        global_step = stats["global_step"]
-        if interval == "epoch":
-            scheduler.step()
-        row = {k: v for k, v in stats.items() if k not in ("samples", "global_step")}
-        row.update(epoch=epoch, global_step=global_step)
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            eval_model, autocast = fwd_model, False
-            if config.eval_reparam:
-                from ..reparam import reparameterize_model
 
-                eval_model, autocast = reparameterize_model(raw_model), True
-            for split, loader in eval_loaders.items():
-                res = evaluate(
-                    eval_model, loader, engine=engine, channels_last=config.channels_last, autocast=autocast
-                )
-                p = "eval" if split == "test" else "val"
-                row[f"{p}_loss"], row[f"{p}_top1"] = res["loss"], res["top1"]
-                if split == "test":
-                    row["eval_top5"] = res["top5"]
-            last_eval = dict(row)
-            metric = row[f"{'eval' if select_on == 'test' else 'val'}_top1"]
-            improved = metric > best_metric
-            if improved:
-                best_metric, best_epoch = metric, epoch
-        else:
-            improved = False
-        if zero:
-            writer.write(row)
-            logger.info(
-                "epoch %d/%d lr %.5g train loss %.4f top1 %.2f | eval loss %s top1 %s | %.1f s, %.0f img/s",
-                epoch,
-                config.epochs - 1,
-                row["lr"],
-                row["train_loss"],
-                row["train_top1"],
-                f"{row['eval_loss']:.4f}" if "eval_loss" in row else "-",
-                f"{row['eval_top1']:.2f}" if "eval_top1" in row else "-",
-                row["epoch_time_s"],
-                row["train_samples_per_s"],
-            )
-            if config.tensorboard:
-                engine.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-        state = make_state(
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epoch=epoch,
-            global_step=global_step,
-            best_metric=best_metric,
-            best_epoch=best_epoch,
-            config=config.to_dict(),
-            scaler=engine.scaler,
-        )
-        if improved:
-            engine.save(run_dir / "best.ckpt", state)
-        engine.save(run_dir / "last.ckpt", state)
-        stop = False
-        for cb in callbacks:
-            try:
-                cb({"epoch": epoch, "row": row, "model": raw_model, "engine": engine, "run_dir": run_dir})
-            except StopTraining:
-                stop = True
-        if stop:
-            break
+def _log_epoch(run: _Run, row: dict[str, Any]) -> None:
+    """Rank 0: append the metrics row, log one line, and feed TensorBoard."""
+    run.writer.write(row)
+    logger.info(
+        "epoch %d/%d lr %.5g train loss %.4f top1 %.2f | eval loss %s top1 %s | %.1f s, %.0f img/s",
+        row["epoch"],
+        run.config.epochs - 1,
+        row["lr"],
+        row["train_loss"],
+        row["train_top1"],
+        f"{row['eval_loss']:.4f}" if "eval_loss" in row else "-",
+        f"{row['eval_top1']:.2f}" if "eval_top1" in row else "-",
+        row["epoch_time_s"],
+        row["train_samples_per_s"],
+    )
+    if run.config.tensorboard:
+        run.engine.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
-    # final files (rank 0)
-    summary: dict[str, Any] = {}
-    if zero:
-        weights = _save_weights(raw_model, run_dir)
-        rows = read_metrics(run_dir / "metrics.csv")
-        evald = [r for r in rows if r.get("eval_top1")]
-        last = last_eval or (evald[-1] if evald else {})
 
-        def num(r, k):
-            return float(r[k]) if r.get(k) not in (None, "") else None
+def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """Train one epoch, evaluate when due, write the metrics row and the checkpoints; returns the row."""
+    config, engine = run.config, run.engine
+    seed = epoch_seed(config.seed, engine.global_rank, epoch)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    run.train_loader.sampler.set_data_epoch(epoch)
+    stats = train_one_epoch(
+        run.fwd_model,
+        run.optimizer,
+        run.train_loader,
+        engine=engine,
+        epoch=epoch,
+        global_step=run.global_step,
+        scheduler=run.scheduler,
+        scheduler_interval=run.interval,
+        label_smoothing=config.label_smoothing,
+        grad_clip=config.grad_clip,
+        channels_last=config.channels_last,
+        raw_model=run.raw_model,
+        log_interval=config.log_interval,
+        progress=config.progress,
+    )
+    run.global_step = stats["global_step"]
+    if run.interval == "epoch":
+        run.scheduler.step()
+    row = {k: v for k, v in stats.items() if k not in ("samples", "global_step")}
+    row.update(epoch=epoch, global_step=run.global_step)
+    due = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+    improved = _evaluate_epoch(run, row) if due else False
+    if engine.is_global_zero:
+        _log_epoch(run, row)
+    state = make_state(
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        epoch=epoch,
+        global_step=run.global_step,
+        best_metric=run.best_metric,
+        best_epoch=run.best_epoch,
+        config=config.to_dict(),
+        scaler=engine.scaler,
+    )
+    if improved:
+        engine.save(config.run_dir / "best.ckpt", state)
+    engine.save(config.run_dir / "last.ckpt", state)
+    return row
 
-        best_row = next((r for r in evald if int(r["epoch"]) == best_epoch), {})
 
-        summary = {
-            "run_name": config.resolved_run_name,
-            "run_dir": str(run_dir),
-            "model": config.model,
-            "attn": config.attn,
-            "dataset": config.dataset,
-            "seed": config.seed,
-            "world_size": world,
-            "epochs_run": len(rows),
-            "epochs": config.epochs,
-            "best_eval_top1": None
-            if best_epoch < 0
-            else best_metric
-            if select_on == "test"
-            else num(best_row, "eval_top1"),
-            "best_epoch": None if best_epoch < 0 else best_epoch,
-            "best_val_top1": best_metric if select_on == "val" and best_epoch >= 0 else None,
-            "final_eval_top1": num(last, "eval_top1"),
-            "final_eval_top5": num(last, "eval_top5"),
-            "final_eval_loss": num(last, "eval_loss"),
-            "final_epoch": int(last["epoch"]) if last else None,
-            "final_train_loss": num(rows[-1], "train_loss") if rows else None,
-            "params": params,
-            "macs": macs,
-            "wall_time_s": time.perf_counter() - t_start,
-            "selection": (
-                "best epoch chosen on the TEST set (the papers' protocol, optimistic)"
-                if select_on == "test"
-                else f"best epoch chosen on a held-out val split of {config.val_split}"
-            ),
-            "weights": weights,
-            "config": config.to_dict(),
-        }
-        write_json(run_dir / "summary.json", summary)
-        has_curves = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
-        write_report(run_dir / "report.md", summary, has_curves)
-        logger.info(
-            "done: best eval top1 %s (epoch %s), final %s, %.1f s",
-            summary["best_eval_top1"],
-            summary["best_epoch"],
-            summary["final_eval_top1"],
-            summary["wall_time_s"],
-        )
-    engine.barrier()
+def _num(r: dict[str, Any], k: str) -> float | None:
+    return float(r[k]) if r.get(k) not in (None, "") else None
+
+
+def _summary(run: _Run) -> dict[str, Any]:
+    """Rank 0: final weights, ``summary.json`` (best AND final), ``curves.png`` and ``report.md``."""
+    config, run_dir = run.config, run.config.run_dir
+    weights = save_weights(run.raw_model, run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    evald = [r for r in rows if r.get("eval_top1")]
+    last = run.last_eval or (evald[-1] if evald else {})
+    best_row = next((r for r in evald if int(r["epoch"]) == run.best_epoch), {})
+    found = run.best_epoch >= 0
+    on_test = run.select_on == "test"
+    summary = {
+        "run_name": config.resolved_run_name,
+        "run_dir": str(run_dir),
+        "model": config.model,
+        "attn": config.attn,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "world_size": run.engine.world_size,
+        "epochs_run": len(rows),
+        "epochs": config.epochs,
+        "best_eval_top1": (run.best_metric if on_test else _num(best_row, "eval_top1")) if found else None,
+        "best_epoch": run.best_epoch if found else None,
+        "best_val_top1": run.best_metric if not on_test and found else None,
+        "final_eval_top1": _num(last, "eval_top1"),
+        "final_eval_top5": _num(last, "eval_top5"),
+        "final_eval_loss": _num(last, "eval_loss"),
+        "final_epoch": int(last["epoch"]) if last else None,
+        "final_train_loss": _num(rows[-1], "train_loss") if rows else None,
+        "params": run.params,
+        "macs": run.macs,
+        "threads": run.threads,
+        "wall_time_s": time.perf_counter() - run.t_start,
+        "selection": (
+            "best epoch chosen on the TEST set (the papers' protocol, optimistic)"
+            if on_test
+            else f"best epoch chosen on a held-out val split of {config.val_split}"
+        ),
+        "weights": weights,
+        "config": config.to_dict(),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    has_curves = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+    write_report(run_dir / "report.md", summary, has_curves)
+    logger.info(
+        "done: best eval top1 %s (epoch %s), final %s, %.1f s",
+        summary["best_eval_top1"],
+        summary["best_epoch"],
+        summary["final_eval_top1"],
+        summary["wall_time_s"],
+    )
     return summary
+
+
+def _fit_worker(
+    engine: Engine, config: TrainConfig, model_fn: ModelFn | None, callbacks: Sequence[Callable[[dict], Any]]
+) -> dict[str, Any]:
+    """The body of :func:`fit`, run on every process: set-up, resume, epochs, summary."""
+    previous_threads = torch.get_num_threads()
+    try:
+        run = _setup(engine, config, model_fn)
+        _resume(run)
+        _start_files(run)
+        for epoch in range(run.start_epoch, config.epochs):
+            row = _run_epoch(run, epoch)
+            info = {
+                "epoch": epoch,
+                "row": row,
+                "model": run.raw_model,
+                "engine": engine,
+                "run_dir": config.run_dir,
+            }
+            if _call_back(callbacks, info):
+                break
+        summary = _summary(run) if engine.is_global_zero else {}
+        engine.barrier()
+        return summary
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _call_back(callbacks: Sequence[Callable[[dict], Any]], info: dict[str, Any]) -> bool:
+    """Call every callback; True when one raised :class:`StopTraining`."""
+    stop = False
+    for cb in callbacks:
+        try:
+            cb(info)
+        except StopTraining:
+            stop = True
+    return stop
 
 
 def fit(

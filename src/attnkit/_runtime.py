@@ -1,0 +1,96 @@
+"""The process attnkit runs in: intra-op threads and the environment recorded in a run's ``env.json``.
+
+Threads: on a shared CPU machine more intra-op threads than free cores make every parallel op wait
+for a descheduled OpenMP thread; a busy 2-core machine ran a test > 100× slower than idle that way.
+:func:`default_threads` therefore leaves one core per DataLoader worker and never raises the count a
+caller (a test's ``conftest.py``, ``OMP_NUM_THREADS``, ``--threads``) has already lowered.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from typing import Any
+
+import torch
+
+__all__ = ["available_cores", "default_threads", "set_threads", "collect_env"]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(workers: int = 0) -> int:
+    """Intra-op threads for a training process with ``workers`` DataLoader workers.
+
+    Args:
+        workers: DataLoader worker processes (each runs one thread of its own).
+
+    Returns:
+        ``max(1, min(torch.get_num_threads(), available_cores() - workers))``.
+    """
+    return max(1, min(torch.get_num_threads(), available_cores() - max(0, int(workers))))
+
+
+def set_threads(threads: int | None, workers: int = 0) -> int:
+    """Set ``torch.set_num_threads`` to ``threads`` (None: :func:`default_threads`); returns the value set.
+
+    Raises:
+        ValueError: ``threads`` < 1.
+    """
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1 (or None for the default), got {threads}")
+    n = int(threads) if threads is not None else default_threads(workers)
+    torch.set_num_threads(n)
+    return n
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for mod in ("torchvision", "lightning_fabric", "numpy"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except ImportError:
+                continue
+        out[mod] = str(getattr(m, "__version__", "?"))
+    return out
+
+
+def collect_env(device: torch.device | str | None = None, **extra: Any) -> dict[str, Any]:
+    """The environment of a run, as written to ``env.json`` (``train``, ``compare``, ``ode train``).
+
+    Args:
+        device: the device the run uses (default CPU).
+        **extra: run-specific entries (precision, world size, data notes, ...), added last.
+
+    Returns:
+        The timing environment of :func:`attnkit.measure.results.environment` (device, CPU count, load
+        average, torch/CUDA/cuDNN/attnkit/python versions, UTC time) plus ``torchvision``,
+        ``lightning_fabric`` and ``numpy`` versions, ``platform``, ``hostname``, ``num_threads`` (the
+        intra-op threads in use), ``num_interop_threads``, ``OMP_NUM_THREADS`` and the command line.
+    """
+    from .measure.results import environment
+
+    env = environment(device)
+    env.update(_versions())
+    env.update(
+        {
+            "platform": platform.platform(),
+            "hostname": socket.gethostname(),
+            "num_threads": torch.get_num_threads(),
+            "num_interop_threads": torch.get_num_interop_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "command": list(sys.argv),
+        }
+    )
+    env.update(extra)
+    return env

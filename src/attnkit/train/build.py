@@ -1,0 +1,161 @@
+"""Builders of one training run: engine, model, loaders, resume checkpoint, and their checks.
+
+:func:`attnkit.train.fit` composes them; ``compare`` and the EAN search reuse them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .._io import atomic_torch_save, commit_file
+from .checkpoint import resolve_resume as _resolve_resume
+from .config import TrainConfig
+from .engine import Engine
+
+__all__ = ["build_engine", "build_model", "build_loaders", "epoch_seed", "resolve_resume", "ModelFn"]
+
+#: ``model_fn(config, data) -> nn.Module``, an optional replacement of :func:`build_model`.
+ModelFn = Callable[[TrainConfig, Any], nn.Module]
+
+
+def epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """Seed of an epoch's augmentation/dropout RNG: a function of (seed, rank, epoch) only."""
+    return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101) % (2**63 - 1)
+
+
+def setup_logging() -> None:
+    """Log attnkit's INFO lines to stderr once per process (``HH:MM:SS message``)."""
+    lg = logging.getLogger("attnkit")
+    if not any(getattr(h, "_attnkit", False) for h in lg.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        h._attnkit = True  # type: ignore[attr-defined]
+        lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+
+
+def build_engine(config: TrainConfig) -> Engine:
+    """An :class:`Engine` from the config's device/precision fields (validated before Fabric is built)."""
+    loggers = None
+    if config.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+            from lightning_fabric.loggers import TensorBoardLogger
+        except ImportError as e:
+            raise ImportError(
+                "--tensorboard needs the tensorboard package: pip install 'attnkit[tensorboard]'"
+            ) from e
+        loggers = [TensorBoardLogger(root_dir=str(config.run_dir), name="tb", version="")]
+    return Engine(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        precision=config.precision,
+        num_nodes=config.num_nodes,
+        find_unused_parameters=config.find_unused_parameters,
+        sync_bn=config.sync_bn,
+        loggers=loggers,
+    )
+
+
+def build_model(config: TrainConfig, data) -> nn.Module:
+    """``attnkit.create_model`` from the config's model fields; ``num_classes``/``in_chans`` from ``data``."""
+    from ..models import create_model
+
+    return create_model(
+        config.model,
+        num_classes=config.num_classes or data.num_classes,
+        in_chans=data.in_chans,
+        attn=config.attn,
+        attn_kwargs=dict(config.attn_kwargs) or None,
+        sharing=config.sharing,
+        scheme=config.scheme,
+        **config.model_kwargs,
+    )
+
+
+def build_loaders(config: TrainConfig, data, *, rank: int = 0, world_size: int = 1):
+    """Train loader (:class:`TrainSampler`, per-device batch) and eval loaders (unpadded shards).
+
+    Returns:
+        ``(train_loader, {"test": loader, "val": loader?})``.
+
+    Raises:
+        ValueError: ``batch_size`` not divisible by the world size.
+    """
+    from ..data import EvalShardSampler, TrainSampler
+
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} (global) is not divisible by world size {world_size}"
+        )
+    per_dev = config.batch_size // world_size
+    sampler = TrainSampler(len(data.train), seed=config.seed, rank=rank, world_size=world_size)
+    kw: dict[str, Any] = {"num_workers": config.workers, "persistent_workers": config.workers > 0}
+    train = DataLoader(data.train, batch_size=per_dev, sampler=sampler, drop_last=config.drop_last, **kw)
+    eval_bs = max(1, config.eval_batch_size // world_size)
+    evals = {
+        "test": DataLoader(
+            data.test,
+            batch_size=eval_bs,
+            **kw,
+            sampler=EvalShardSampler(len(data.test), rank=rank, world_size=world_size),
+        )
+    }
+    if data.val is not None:
+        evals["val"] = DataLoader(
+            data.val,
+            batch_size=eval_bs,
+            **kw,
+            sampler=EvalShardSampler(len(data.val), rank=rank, world_size=world_size),
+        )
+    return train, evals
+
+
+def resolve_resume(config: TrainConfig) -> Path | None:
+    """The checkpoint to resume from (:func:`attnkit.train.checkpoint.resolve_resume` on ``last.ckpt``).
+
+    ``auto`` gives ``<run_dir>/last.ckpt`` when it exists, else None (a fresh start); a path gives that file.
+
+    Raises:
+        FileNotFoundError: an explicit path that does not exist.
+    """
+    return _resolve_resume(config.resume, config.run_dir, "last.ckpt")
+
+
+def count_macs(model: nn.Module, data) -> int:
+    """MACs per image at the training size, counted by ``attnkit.profile`` on a float32 CPU copy."""
+    import copy
+
+    from ..measure import profile
+
+    m = copy.deepcopy(model).cpu().float()
+    return int(profile(m, input_size=(data.in_chans, *data.img_size)).macs)
+
+
+def save_weights(model: nn.Module, run_dir: Path) -> str:
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        atomic_torch_save(sd, run_dir / "model.pt")
+        return "model.pt"
+    commit_file(run_dir / "model.safetensors", lambda tmp: save_file(sd, str(tmp)))
+    return "model.safetensors"
+
+
+def check_num_classes(config: TrainConfig, data) -> None:
+    """Catch ``num_classes`` below the data's label count before any work (not as an IndexError later)."""
+    n = config.num_classes
+    if n is not None and n < data.num_classes:
+        raise ValueError(
+            f"num_classes={n} is smaller than the {data.num_classes} classes of dataset {config.dataset!r} "
+            f"(labels 0..{data.num_classes - 1}); omit --num-classes to take it from the data"
+        )
