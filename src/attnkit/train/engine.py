@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import commit_file
 from ..measure.precision import PRECISIONS
 
 __all__ = ["Engine", "PRECISIONS", "resolve_accelerator"]
@@ -184,15 +185,20 @@ class Engine:
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, state: dict[str, Any]) -> None:
-        """Save ``state`` atomically: ``<path>.tmp`` then ``os.replace`` on rank 0. Call on **every** rank.
+        """Save ``state`` atomically (a unique temporary file beside ``path``, then ``os.replace``, on rank 0).
 
-        Objects with ``state_dict`` (model, optimizer, scheduler) are stored as their state dicts.
+        Call on **every** rank. Objects with ``state_dict`` (model, optimizer, scheduler) are stored as
+        their state dicts.
+
+        Raises:
+            OSError: the write failed (e.g. a full disk); the message names ``path`` and says that the
+                previous file is intact (see :func:`attnkit._io.commit_file`).
         """
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        self._fabric.save(tmp, state)  # rank 0 writes, then barrier
         if self.is_global_zero:
-            os.replace(tmp, path)
+            commit_file(path, lambda tmp: self._fabric.save(tmp, state))
+        else:  # a collective call; only rank 0 writes
+            self._fabric.save(path, state)
         self._fabric.barrier()
 
     def load(self, path: str | os.PathLike, state: dict[str, Any]) -> dict[str, Any]:
