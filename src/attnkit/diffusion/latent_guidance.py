@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .._io import atomic_torch_save, safe_torch_load
 from .ddpm import DDPMSchedule
 from .latent_guidance_models import (
     LatentClassifier,
@@ -53,6 +54,8 @@ __all__ = [
     "fit_linear_directions",
     "fit_linear_probes",
     "arithmetic_betas",
+    "save_latent_guidance",
+    "load_latent_guidance",
 ]
 
 
@@ -373,3 +376,57 @@ class LatentClassifierGuidance:
             z = self.edit(z, targets, **kwargs)
             out.append(z)
         return out
+
+
+def save_latent_guidance(
+    path,
+    denoiser: LatentDenoiser,
+    classifiers: Mapping[str, LatentClassifier],
+    schedule: DDPMSchedule,
+    **meta,
+) -> None:
+    """Save a latent denoiser, its classifiers and the schedule's settings (atomic; ``weights_only`` loads).
+
+    Args:
+        path: the ``.pt`` file.
+        denoiser: a :class:`LatentDenoiser`.
+        classifiers: name → :class:`LatentClassifier`.
+        schedule: the training schedule (T and the β range are stored).
+        **meta: extra plain values (tensors, numbers, strings) stored beside them.
+    """
+    tr = schedule.train_scheduler.config
+    atomic_torch_save(
+        {
+            "denoiser": {"config": denoiser.config, "state_dict": denoiser.state_dict()},
+            "classifiers": {
+                k: {"config": c.config, "state_dict": c.state_dict()} for k, c in classifiers.items()
+            },
+            "schedule": dict(
+                num_train_timesteps=int(tr.num_train_timesteps),
+                beta_start=float(tr.beta_start),
+                beta_end=float(tr.beta_end),
+            ),
+            **meta,
+        },
+        path,
+    )
+
+
+def load_latent_guidance(path, num_inference_steps: int = 50) -> tuple[LatentClassifierGuidance, dict]:
+    """Load :func:`save_latent_guidance` output as a ready :class:`LatentClassifierGuidance` (eval mode).
+
+    Returns:
+        ``(guidance, the whole record)``.
+
+    Raises:
+        FileNotFoundError / attnkit._io.CheckpointError: a missing or unsafe file.
+    """
+    ck = safe_torch_load(path, what="latent guidance models")
+    den = LatentDenoiser(**ck["denoiser"]["config"])
+    den.load_state_dict(ck["denoiser"]["state_dict"])
+    clfs = {}
+    for k, v in ck["classifiers"].items():
+        clfs[k] = LatentClassifier(**v["config"])
+        clfs[k].load_state_dict(v["state_dict"])
+    lcg = LatentClassifierGuidance(den.eval(), clfs, DDPMSchedule(**ck["schedule"]), num_inference_steps)
+    return lcg, ck

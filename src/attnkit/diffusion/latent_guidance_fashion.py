@@ -119,11 +119,22 @@ class AttributeRules:
 
     Args:
         train_images: (N, 1, 28, 28) in [0, 1], the real images that set the medians.
+        ink_median: a stored median instead of computing it.
+        wide_median: a stored median instead of computing it.
+
+    Raises:
+        ValueError: neither images nor both medians.
     """
 
-    def __init__(self, train_images: torch.Tensor):
-        self.ink_median = float(train_images.mean((1, 2, 3)).median())
-        self.wide_median = float(self.width(train_images).median())
+    def __init__(self, train_images: torch.Tensor | None = None, *, ink_median=None, wide_median=None):
+        if train_images is None and (ink_median is None or wide_median is None):
+            raise ValueError("pass train_images, or both ink_median and wide_median")
+        self.ink_median = (
+            float(train_images.mean((1, 2, 3)).median()) if ink_median is None else float(ink_median)
+        )
+        self.wide_median = (
+            float(self.width(train_images).median()) if wide_median is None else float(wide_median)
+        )
 
     @staticmethod
     def width(images: torch.Tensor) -> torch.Tensor:
