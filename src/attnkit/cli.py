@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "adasr": ("attnkit.commands.adasr", "ADASR hyperspectral-multispectral fusion of one scene"),
     "cem": ("attnkit.commands.cem", "CEM machine-human chatting handoff: train / test"),
     "analyze": ("attnkit.commands.analyze", "analyses of a trained network: stiffness / stripes"),
+    "lcg": ("attnkit.commands.lcg", "latent classifier guidance: fit-generator / train / sample / edit"),
 }
 
 
