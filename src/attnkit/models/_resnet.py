@@ -13,7 +13,6 @@ threaded explicitly from block to block. The shortcut is never gated.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import resolve_attn
 from ._scheme import format_scheme, parse_scheme
 from ._stage import StageWiring
 from .timm_api import TimmModelAPI
@@ -34,7 +32,6 @@ __all__ = [
     "ResNet",
     "ClassifierHead",
     "ShortcutA",
-    "build_resnet",
 ]
 
 NormFactory = Callable[[int], nn.Module]
@@ -167,7 +164,6 @@ class Bottleneck(_Block):
         last_norm_layer: NormFactory,
         conv_bias: bool = False,
         stride_in_1x1: bool = False,
-        force_projection: bool = False,
     ):
         super().__init__()
         out = planes * 4
@@ -178,7 +174,7 @@ class Bottleneck(_Block):
         self.bn2 = norm_layer(planes)
         self.conv3 = _conv(planes, out, 1, 1, conv_bias)
         self.bn3 = last_norm_layer(out)
-        if stride != 1 or in_ch != out or force_projection:
+        if stride != 1 or in_ch != out:
             self.downsample = _projection(in_ch, out, stride, conv_bias)
         else:
             self.downsample = nn.Identity()
@@ -390,167 +386,3 @@ class ResNet(TimmModelAPI, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-
-
-def _has_norm(m: nn.Module) -> bool:
-    return any(isinstance(x, _NORM_TYPES) for x in m.modules())
-
-
-def _tie_non_norm(src: nn.Module, dst: nn.Module) -> nn.Module:
-    """Make every parameter of ``dst`` outside its norm layers the same object as ``src``'s; returns ``dst``."""
-    for (_, ms), (_, md) in zip(src.named_modules(), dst.named_modules()):
-        if isinstance(ms, _NORM_TYPES):
-            continue
-        for pname, p in ms._parameters.items():
-            if p is not None:
-                md._parameters[pname] = p
-    return dst
-
-
-def _stage_kwargs(attn_kwargs, n_stages: int) -> list[dict[str, Any]]:
-    if attn_kwargs is None:
-        return [{} for _ in range(n_stages)]
-    if isinstance(attn_kwargs, dict):
-        return [dict(attn_kwargs) for _ in range(n_stages)]
-    if isinstance(attn_kwargs, (list, tuple)):
-        if len(attn_kwargs) != n_stages:
-            raise ValueError(
-                f"attn_kwargs has {len(attn_kwargs)} per-stage dicts but the model has {n_stages} stages"
-            )
-        if not all(isinstance(d, dict) for d in attn_kwargs):
-            raise ValueError("attn_kwargs must be a dict or a sequence of dicts (one per stage)")
-        return [dict(d) for d in attn_kwargs]
-    raise ValueError(f"attn_kwargs must be a dict or a sequence of dicts, got {type(attn_kwargs).__name__}")
-
-
-def build_resnet(
-    *,
-    block: type[_Block],
-    layers: Sequence[int],
-    planes: Sequence[int],
-    strides: Sequence[int],
-    stem: Callable[[int, NormFactory], tuple[nn.Module, int]],
-    num_classes: int,
-    in_chans: int = 3,
-    attn=None,
-    attn_kwargs=None,
-    sharing: str | None = None,
-    scheme=None,
-    norm_layer: NormFactory | None = None,
-    last_norm_layer: NormFactory | None = None,
-    zero_init_residual: bool = False,
-    share_norm: bool = False,
-    final_norm: bool = False,
-    block_kwargs: dict[str, Any] | None = None,
-    first_block_projection: bool = False,
-    model_name: str = "",
-) -> ResNet:
-    """Assemble a :class:`ResNet` and attach attention according to the entry's ``kind``.
-
-    ``attn`` is a registry name, a class, or None/``"none"``; ``attn_kwargs`` one dict or one per stage,
-    merged over the entry's ``paper_kwargs``. ``sharing`` is ``"block"``, ``"stage"`` or None (resolves
-    to ``"stage"`` for recurrent modules, ``"block"`` otherwise). ``scheme`` masks the blocks.
-    ``share_norm`` (only with ``sharing="stage"``): False (default) keeps the norm layers inside a
-    stage-shared module per block (every block holds an instance whose other parameters are the very
-    ``nn.Parameter`` objects of block 0's; DIA spec §5.3); True shares the whole module as ``stage.attn``.
-    Modules without norm layers are always shared whole.
-
-    Raises:
-        ValueError: bad ``sharing``, ``scheme``, ``attn_kwargs``, unknown ``attn`` or ``in_chans``.
-    """
-    if not isinstance(in_chans, int) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(attn, str) and attn.lower() in ("none", ""):
-        attn = None
-    entry = resolve_attn(attn) if attn is not None else None
-    kind = entry.kind if entry is not None else None
-    if kind == "norm" and (sharing == "stage" or scheme is not None):
-        raise ValueError(
-            f"attn={entry.name!r} is a norm layer (kind='norm'): it replaces the BatchNorms of the residual "
-            "branches and cannot be shared per stage or masked with a scheme"
-        )
-    if sharing is None:
-        sharing = "stage" if kind == "recurrent" else "block"
-    if sharing not in ("block", "stage"):
-        raise ValueError(
-            f"sharing must be 'block' or 'stage' (or None for the module's default), got {sharing!r}"
-        )
-    n_stages = len(layers)
-    stage_kw = _stage_kwargs(attn_kwargs, n_stages)
-    if entry is not None:
-        stage_kw = [{**entry.paper_kwargs, **kw} for kw in stage_kw]
-    masks = parse_scheme(scheme, layers)
-
-    base_norm: NormFactory = norm_layer or nn.BatchNorm2d
-    stage_norm = [base_norm] * n_stages
-    stage_last = [last_norm_layer or base_norm] * n_stages
-    if kind == "norm":
-        stage_norm = [functools.partial(entry.cls, **kw) for kw in stage_kw]
-        stage_last = [last_norm_layer or sn for sn in stage_norm]
-    elif kind == "bn_wrapper":
-        if sharing == "stage" or not all(all(m) for m in masks):
-            raise ValueError(
-                f"attn={entry.name!r} wraps each block's last BN: stage sharing and connection "
-                f"schemes are undefined for it (use sharing='block' and no scheme)"
-            )
-        stage_last = [functools.partial(entry.cls, **kw) for kw in stage_kw]
-
-    stem_mod, ch = stem(in_chans, stage_norm[0])
-    block_kwargs = dict(block_kwargs or {})
-    stages = []
-    for si, (n, p, st) in enumerate(zip(layers, planes, strides)):
-        blocks = []
-        for bi in range(n):
-            kw = dict(block_kwargs)
-            if first_block_projection and bi == 0:
-                kw["force_projection"] = True
-            blk = block(
-                ch, p, st if bi == 0 else 1, norm_layer=stage_norm[si], last_norm_layer=stage_last[si], **kw
-            )
-            if kind == "bn_wrapper" and isinstance(blk.last_norm, nn.Identity):
-                raise ValueError(
-                    f"attn={entry.name!r} wraps the residual branch's last BN, but {block.__name__} has "
-                    f"none; build the pre-activation net with extra_bn=True"
-                )
-            ch = p * block.expansion
-            blk.last_channels = ch
-            blocks.append(blk)
-        gate_like = kind in ("gate", "recurrent")
-        shared = None
-        if gate_like and sharing == "stage" and any(masks[si]):
-            shared = entry.cls(ch, **stage_kw[si])
-            if not share_norm and _has_norm(shared):  # per-block norms, everything else tied
-                for bi, blk in enumerate(blocks):
-                    if masks[si][bi]:
-                        blk.attn = _tie_non_norm(shared, entry.cls(ch, **stage_kw[si]))
-                shared = None
-        if gate_like and sharing == "block":
-            for bi, blk in enumerate(blocks):
-                if masks[si][bi]:
-                    blk.attn = entry.cls(ch, **stage_kw[si])
-        stages.append(ResStage(blocks, shared, kind == "recurrent", masks[si] if gate_like else (False,) * n))
-
-    if zero_init_residual:
-        for stage in stages:
-            for blk in stage.blocks:
-                w = getattr(blk.last_norm, "weight", None)
-                if isinstance(w, nn.Parameter):
-                    nn.init.zeros_(w)
-    # a norm-kind module (IEBN) also replaces the pre-pooling BN of pre-activation nets (IEBN spec §4)
-    final_norm_layer = stage_norm[-1] if kind == "norm" else base_norm
-    fnorm = nn.Sequential(final_norm_layer(ch), nn.ReLU(inplace=False)) if final_norm else nn.Identity()
-    config = {
-        "model": model_name,
-        "attn": entry.name if entry is not None else None,
-        "kind": kind,
-        "sharing": sharing if entry is not None else None,
-        "share_norm": bool(share_norm) if entry is not None and sharing == "stage" else None,
-        "scheme": format_scheme(masks),
-        "attn_kwargs": stage_kw if entry is not None else None,
-    }
-    return ResNet(stem_mod, stages, fnorm, num_classes, in_chans, config)

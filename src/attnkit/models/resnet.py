@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ._build import build_resnet
 from ._registry import register_model
-from ._resnet import BasicBlock, Bottleneck, ResNet, build_resnet
+from ._resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = ["imagenet_resnet", "resnet18", "resnet34", "resnet50", "resnet101"]
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ._build import build_resnet
 from ._registry import register_model
-from ._resnet import BasicBlock, Bottleneck, PreActBottleneck, ResNet, _conv, build_resnet
+from ._resnet import BasicBlock, Bottleneck, PreActBottleneck, ResNet, _conv
 
 __all__ = [
     "cifar_resnet",
