@@ -157,6 +157,7 @@ def main() -> int:
     ap.add_argument("--routings", default="moextend", help="comma-separated: moextend,paired")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(RESULTS_DIR))
+    ap.add_argument("--stem", default="moextend_smollm2", help="result file name stem")
     a = ap.parse_args()
     if a.quick:
         a.steps, a.eval_chunks, a.eval_every, a.train_chunks = 4, 8, 2, 16
@@ -303,7 +304,7 @@ def main() -> int:
         "on one thread of a shared, loaded 2-core machine.\n\n"
     )
     out = Path(a.out)
-    stem = "moextend_smollm2_quick" if a.quick else "moextend_smollm2"
+    stem = a.stem + ("_quick" if a.quick else "")
     write_outputs(table, stem, header + md + "\n", out)
     curves = {n: arm["curve"] for n, arm in arms.items()}
     meta = {
