@@ -104,3 +104,20 @@ def test_unknown_criterion_and_register():
         torch.testing.assert_close(s["conv"]["neg_l1"], -torch.tensor([6.0, 1.0, 6.0]))
     finally:
         CRITERIA._entries.pop("neg_l1")
+
+
+def test_without_torch_pruning_the_error_names_the_extra():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch_pruning'] = None\n"
+        "import torch, attnkit, attnkit.prune as P\n"
+        "m = attnkit.create_model('resnet20')\n"
+        "try:\n"
+        "    P.materialize(m, {'stages.0.blocks.0.conv1': torch.arange(8)})\n"
+        "except ImportError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "ERR" in out and "pip install 'attnkit[prune]'" in out

@@ -153,11 +153,3 @@ def _tie_broken(s: torch.Tensor) -> torch.Tensor:
     out = torch.empty(len(order))
     out[order] = (len(order) - torch.arange(len(order), dtype=torch.float32)) / len(order)
     return out
-
-
-def __getattr__(name: str):
-    if name == "BlendedImportance":
-        from ._importance import BlendedImportance
-
-        return BlendedImportance
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
