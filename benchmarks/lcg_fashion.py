@@ -60,7 +60,19 @@ GEN_TARGETS = {
     "top+ink=0+wide": {"top": 1, "ink": 0, "wide": 1},
 }
 GEN_SCALES = (1.0, 2.0, 4.0)
-EDIT_ARMS = ("arithmetic", "lcg_nopres", "lcg_g0.5", "lcg_g1", "lcg_g2", "lcg_g1_ddim")
+EDIT_ARMS = (
+    "arithmetic",
+    "lcg_nopres",
+    "lcg_keep",
+    "lcg_keep_ddim",
+    "lcg_g0.02",
+    "lcg_g0.1",
+    "lcg_g0.5",
+    "lcg_g1",
+    "lcg_g2",
+    "lcg_g1_ddim",
+)
+FIG_ARMS = ("lcg_keep", "lcg_g0.1", "arithmetic")
 EDIT_SCALE = 2.0  # fixed before the run for every LCG edit arm
 
 
@@ -115,15 +127,16 @@ def build(a):
         clf_loss[k] = sum(cl[-100:]) / len(cl[-100:])
     probes = fit_linear_probes(z, labels)
     fid_ref = feature_statistics(to_evaluator_input(x_te[:2000]), cnn)
+    z_te_norm = float(((encode_images(ae, x_te[:2000]) - mean) / std).norm(dim=1).mean())
     recon_judge = Judge(cnn, rules)(decode_latents(ae, z_raw[:2000]))
     recon_agree = {k: float((recon_judge[k] == labels[k][:2000]).float().mean()) for k in ATTRIBUTES}
     info = dict(
         ae_mse=mse, evaluator_acc=acc, ddpm_loss_last100=sum(dl[-100:]) / 100, clf_loss_last100=clf_loss,
-        recon_attribute_agreement=recon_agree,
+        recon_attribute_agreement=recon_agree, test_latent_norm=z_te_norm,
     )  # fmt: skip
     log(f"  {info}")
     return dict(ae=ae, mean=mean, std=std, den=den, clfs=clfs, sched=sched, probes=probes, cnn=cnn,
-                judge=Judge(cnn, rules), fid_ref=fid_ref, x_te=x_te, y_te=y_te, info=info)  # fmt: skip
+                judge=Judge(cnn, rules), fid_ref=fid_ref, z_te_norm=z_te_norm, x_te=x_te, y_te=y_te, info=info)  # fmt: skip
 
 
 def decode(m, z):
@@ -168,7 +181,8 @@ def generation(m, lcg, a, seed):
             imgs = decode(m, z)
             acc = float(all_hold(m["judge"](imgs), tg).float().mean())
             fid = proxy_fid(to_evaluator_input(imgs), m["fid_ref"], m["cnn"])
-            rows.append(dict(seed=seed, target=name, arm=arm, acc=acc, fid=fid))
+            znorm = float(z.norm(dim=1).mean())
+            rows.append(dict(seed=seed, target=name, arm=arm, acc=acc, fid=fid, z_norm=znorm))
     return rows
 
 
@@ -179,6 +193,8 @@ def edit_arm(m, lcg, arm, z, targets, seed):
     kw = dict(scales=EDIT_SCALE, t0=0.5)
     if arm == "lcg_nopres":
         kw.update(preserve=0.0, keep=[])
+    elif arm.startswith("lcg_keep"):  # keep classifiers only, no Gaussian preservation term
+        kw.update(preserve=0.0, inversion="ddim" if arm.endswith("ddim") else "noise")
     else:
         gamma = float(arm.split("_g")[1].split("_")[0])
         kw.update(preserve=gamma, inversion="ddim" if arm.endswith("ddim") else "noise")
@@ -276,8 +292,8 @@ def main():
     big = not a.quick
     a.dim, a.hidden = 16, 256 if big else 64
     a.n_train, a.ae_epochs, a.n_cnn, a.cnn_epochs = (30000, 5, 15000, 3) if big else (3000, 1, 2000, 1)
-    a.ddpm_steps, a.clf_steps = (6000, 2000) if big else (200, 100)
-    a.n_gen, a.n_edit = (128, 100) if big else (32, 16)
+    a.ddpm_steps, a.clf_steps = (10000, 2500) if big else (200, 100)
+    a.n_gen, a.n_edit = (200, 150) if big else (32, 16)
     a.seeds = a.seeds if big else 1
     t_start = time.time()
     m = build(a)
@@ -290,13 +306,13 @@ def main():
         rows, f = editing(m, lcg, a, seed)
         edit_rows += rows
         fig = fig or f
-    gs = summarise(gen_rows, ["target", "arm"], ["acc", "fid"])
+    gs = summarise(gen_rows, ["target", "arm"], ["acc", "fid", "z_norm"])
     es = summarise(edit_rows, ["edit", "arm"], ["success", "preservation", "pixel_mse", "latent_l2"])
     out = Path(a.out)
     z_src, seq = fig
-    n = min(8, len(z_src))
+    n = min(6, len(z_src))
     tiles = []
-    for arm in ("lcg_g1", "arithmetic"):
+    for arm in FIG_ARMS:
         for i in range(n):
             tiles += [decode(m, z_src[i : i + 1])] + [decode(m, s[i : i + 1]) for s in seq[arm]]
     save_image_grid(torch.cat(tiles) * 2 - 1, out / "lcg_fashion_edits.png", nrow=4)
@@ -310,12 +326,14 @@ def main():
         f"# LCG on a Fashion-MNIST autoencoder\n\nbudget {json.dumps(budget)}; wall {wall / 60:.1f} min on one "
         f"thread of a loaded 2-core machine.\n\nmodels: {json.dumps(m['info'])}\n\n## Generation (ACC: all "
         "targets hold; proxy FID vs 2000 test images)\n\n"
-        + md_table(gs, ["target", "arm"], ["acc", "fid"])
+        + md_table(gs, ["target", "arm"], ["acc", "fid", "z_norm"])
         + f"\n## Editing (LCG edit scale {EDIT_SCALE}, t0 = 0.5)\n\n"
         + md_table(es, ["edit", "arm"], ["success", "preservation", "pixel_mse", "latent_l2"])
     )
     atomic_write_text(out / "lcg_fashion.md", md)
     log(f"done in {wall / 60:.1f} min")
+    z_real = m["z_te_norm"]
+    log(f"mean latent norm of encoded test images: {z_real:.3f}")
 
 
 if __name__ == "__main__":
