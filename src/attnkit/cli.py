@@ -25,7 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "search": ("attnkit.commands.search", "EAN search of where attention should connect"),
     "ode": ("attnkit.commands.ode", "learned ODE-solver correctors: train / eval"),
     "prune": ("attnkit.commands.prune", "prune a checkpoint by blended filter criteria (torch-pruning)"),
-    "diffusion": ("attnkit.commands.diffusion", "DDPM with ScaleLong (U-ViT / diffusers UNets): train / sample"),
+    "diffusion": (
+        "attnkit.commands.diffusion",
+        "DDPM with ScaleLong (U-ViT / diffusers UNets): train / sample",
+    ),
     "adasr": ("attnkit.commands.adasr", "ADASR hyperspectral-multispectral fusion of one scene"),
     "cem": ("attnkit.commands.cem", "CEM machine-human chatting handoff: train / test"),
     "analyze": ("attnkit.commands.analyze", "analyses of a trained network: stiffness / stripes"),

@@ -1,5 +1,6 @@
-"""``attnkit compare``: train several attention variants on the same data, seed and budget, and put
-accuracy (best AND final epoch), parameters, MACs and latency side by side.
+"""``attnkit compare``: attention variants trained alike and measured side by side.
+
+Trains several attention variants on the same data, seed and budget, and puts accuracy (best AND final epoch), parameters, MACs and latency side by side.
 
 Each variant is an ordinary training run (its own run folder with config, metrics and checkpoints)
 inside the comparison folder, so an interrupted comparison keeps every variant it finished and

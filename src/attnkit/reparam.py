@@ -63,7 +63,7 @@ def _fuse_children(module: nn.Module) -> None:
 
 
 def _relocate_post_gates(model: nn.Module) -> None:
-    """attnkit ResNets: move the use-both gate of a fused ASR-BN into the block's attention slot."""
+    """Attnkit ResNets: move the use-both gate of a fused ASR-BN into the block's attention slot."""
     stages = getattr(model, "stages", None)
     if stages is None:
         return

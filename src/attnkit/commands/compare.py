@@ -1,5 +1,6 @@
-"""``attnkit compare``: the main job. Same data, seed and budget for a list of attention variants; prints
-a markdown table (best and final top-1, params, MACs, latency ratio to the plain backbone) and writes it
+"""``attnkit compare``: the main job, attention variants side by side.
+
+Same data, seed and budget for a list of attention variants; prints a markdown table (best and final top-1, params, MACs, latency ratio to the plain backbone) and writes it
 with a plot (accuracy vs params) into the comparison folder.
 
 With no arguments it runs a small, quick comparison (resnet20; none, SE, CBAM, ECA) on scikit-learn's

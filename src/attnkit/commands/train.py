@@ -1,4 +1,4 @@
-"""``attnkit train``: train one model; flags are generated from :class:`attnkit.train.TrainConfig`.
+r"""``attnkit train``: train one model; flags are generated from :class:`attnkit.train.TrainConfig`.
 
 Examples::
 

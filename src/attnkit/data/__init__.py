@@ -1,5 +1,8 @@
-"""Dataset builders: ``attnkit.data.build(name, ...)`` for digits, Fashion-MNIST, CIFAR-10/100, STL-10 and
-image folders, plus the samplers the training engine uses."""
+"""Dataset builders and the samplers the training engine uses.
+
+``attnkit.data.build(name, ...)`` builds digits, Fashion-MNIST, CIFAR-10/100, STL-10 and image folders;
+``build_from_config`` does so from any config with attnkit's data fields.
+"""
 
 from .datasets import (
     CIFAR_MEAN,

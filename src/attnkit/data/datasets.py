@@ -1,5 +1,6 @@
-"""Dataset builders: ``digits`` (embedded, default), ``fashion-mnist``, ``cifar10``, ``cifar100``,
-``stl10`` and ``image-folder``.
+"""Dataset builders for the image-classification jobs.
+
+``digits`` (embedded, default), ``fashion-mnist``, ``cifar10``, ``cifar100``, ``stl10`` and ``image-folder``.
 
 Small datasets are held in memory as tensors (decoded once with numpy) and augmented in tensor space,
 so quick runs do not pay for PIL decoding. Nothing is downloaded unless ``download=True``.
@@ -304,8 +305,7 @@ def _cifar(n_classes: int):
 
 
 def _stl10(*, data_dir, train_subset, val_split, download, seed, augment, **_) -> DataBundle:
-    """The group's STL-10 pipeline (backbones spec §4.3): CIFAR transforms, 32×32 train crops of the 96×96
-    images, full 96×96 test images."""
+    """The group's STL-10 pipeline: CIFAR transforms, 32×32 train crops, full 96×96 test images."""
     import torchvision
 
     root = str(data_dir or "data")

@@ -52,6 +52,7 @@ class TensorAugment:
         self.padding, self.crop_size, self.hflip, self.augment = int(padding), crop_size, bool(hflip), augment
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        """Augment (when enabled) and normalise one image ``(C, H, W)`` in [0, 1] space."""
         if self.augment:
             _, h, w = img.shape
             ch, cw = self.crop_size or (h, w)

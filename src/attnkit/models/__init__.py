@@ -12,7 +12,6 @@ from ._scheme import (
     official_scheme,
     parse_scheme,
 )
-from .surgery import AttachedStage, BlockAdapter, attach, detach, find_stages, register_block_adapter
 from .aux import collect_aux_losses, total_aux_loss
 from .pretrained import (
     WeightsReport,
@@ -24,6 +23,7 @@ from .pretrained import (
 )
 from .resnet import imagenet_resnet
 from .resnet_cifar import cifar_resnet
+from .surgery import AttachedStage, BlockAdapter, attach, detach, find_stages, register_block_adapter
 
 __all__ = [
     "attach",

@@ -190,8 +190,9 @@ class Bottleneck(_Block):
 
 
 class PreActBottleneck(_Block):
-    """Pre-activation bottleneck (bearpaw ``preresnet``): BN → ReLU → 1×1 → BN → ReLU → 3×3 (stride)
-    → BN → ReLU → 1×1 → [extra BN] → [attn] → + shortcut, with no ReLU after the addition.
+    """Pre-activation bottleneck (bearpaw ``preresnet``), with no ReLU after the addition.
+
+    BN → ReLU → 1×1 → BN → ReLU → 3×3 (stride) → BN → ReLU → 1×1 → [extra BN] → [attn] → + shortcut.
 
     The shortcut is a bare 1×1 conv (no BN) applied to the raw block input.
 

@@ -66,8 +66,15 @@ def imagenet_resnet(
     Args:
         name: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
         num_classes: classifier outputs (1000).
-        in_chans, attn, attn_kwargs, sharing, scheme, norm_layer, last_norm_layer, zero_init_residual,
-            share_norm: see :func:`attnkit.create_model`.
+        in_chans: input channels (3).
+        attn: attention module name or class (None: plain); see :func:`attnkit.create_model`.
+        attn_kwargs: the module's constructor arguments (one dict, or one per stage).
+        sharing: ``"block"`` or ``"stage"`` (None: the module kind's default).
+        scheme: connection mask over the blocks (``"110|0011|..."``, ``"all"``).
+        norm_layer: norm factory of the branches and the stem (default ``nn.BatchNorm2d``).
+        last_norm_layer: norm factory of each branch's last norm (default ``norm_layer``).
+        zero_init_residual: zero-initialise each branch's last norm scale.
+        share_norm: with ``sharing="stage"``, share the module's norm layers too.
         conv_bias: every conv gets a bias.
         stride_in_1x1: bottleneck nets only: stride 2 in the first 1×1 conv (V1 layout).
 

@@ -70,8 +70,15 @@ def cifar_resnet(
             ``"preact"`` (He et al.'s pre-activation bottleneck).
         num_classes: classifier outputs (default 10).
         in_chans: input channels (3; 1 for Fashion-MNIST/digits).
-        attn, attn_kwargs, sharing, scheme, norm_layer, last_norm_layer, zero_init_residual, share_norm: see
-            :func:`attnkit.create_model`.
+        attn: attention module name or class (None: plain); see :func:`attnkit.create_model`.
+        attn_kwargs: the module's constructor arguments (one dict, or one per stage).
+        sharing: ``"block"`` or ``"stage"`` (None: the module kind's default).
+        scheme: connection mask over the blocks (``"110|0011|..."``, ``"all"``).
+        norm_layer: norm factory of the branches and the stem (default ``nn.BatchNorm2d``).
+        last_norm_layer: norm factory of each branch's last norm (default ``norm_layer``).
+        zero_init_residual: zero-initialise each branch's last norm scale.
+        share_norm: with ``sharing="stage"``, share the module's norm layers too.
+        model_name: the registry name recorded in the model's config.
         shortcut: basic nets only: ``"B"`` (1×1 conv + BN projection, default) or ``"A"`` (pad).
         extra_bn: pre-activation nets only: an extra BN after ``conv3`` (DIANet's variant).
 

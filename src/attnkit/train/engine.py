@@ -123,18 +123,22 @@ class Engine:
 
     @property
     def is_global_zero(self) -> bool:
+        """Whether this process is rank 0."""
         return self._fabric.is_global_zero
 
     @property
     def global_rank(self) -> int:
+        """This process's rank among all processes."""
         return self._fabric.global_rank
 
     @property
     def world_size(self) -> int:
+        """Number of processes."""
         return self._fabric.world_size
 
     @property
     def device(self) -> torch.device:
+        """The device this process computes on."""
         return self._fabric.device
 
     @property

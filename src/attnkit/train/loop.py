@@ -45,8 +45,10 @@ def use_bar(progress: str, is_global_zero: bool = True) -> bool:
 
 
 def aux_columns(model: nn.Module) -> list[str]:
-    """Metric columns for the auxiliary losses, declared at start-up: ``aux_<module name>`` for every
-    submodule that defines ``aux_loss()`` (``aux_model`` for the root)."""
+    """Metric columns for the auxiliary losses, declared at start-up.
+
+    One ``aux_<module name>`` per submodule that defines ``aux_loss()`` (``aux_model`` for the root).
+    """
     return [
         f"aux_{name or 'model'}"
         for name, m in model.named_modules()
@@ -75,6 +77,45 @@ def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     return total, logits, loss, aux
+
+
+def _optimizer_step(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip):
+    """One optimizer step on a batch; returns ``(logits, loss, aux)`` of the first forward pass.
+
+    An :mod:`attnkit.optim` strategy with ``requires_closure`` (Mirror Gradient) gets ``step(closure)``
+    and may call the closure (forward + backward + clipping) more than once.
+    """
+    first: list[tuple] = []
+
+    def closure():
+        out = _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip)
+        first.append(out)
+        return out[0]
+
+    if getattr(optimizer, "requires_closure", False):
+        optimizer.step(closure)
+    else:
+        closure()
+        optimizer.step()
+    _, logits, loss, aux = first[0]
+    optimizer.zero_grad(set_to_none=True)
+    return logits, loss, aux
+
+
+def _log_step(epoch, step, loader, loss_sum, correct, count, optimizer, t_last, log_interval) -> float:
+    """One progress log line (running loss, top-1, lr, ms per step); returns the new time mark."""
+    now = time.perf_counter()
+    logger.info(
+        "epoch %d step %d/%s loss %.4f top1 %.2f lr %.5g %.1f ms/step",
+        epoch,
+        step,
+        len(loader) if hasattr(loader, "__len__") else "?",
+        loss_sum.item() / count.item(),
+        100 * correct.item() / count.item(),
+        optimizer.param_groups[0]["lr"],
+        1000 * (now - t_last) / log_interval,
+    )
+    return now
 
 
 def train_one_epoch(
@@ -106,9 +147,10 @@ def train_one_epoch(
         loader: yields ``(x, y)`` with ``x`` of shape ``(N, C, H, W)`` and ``y`` of shape ``(N,)``, already on
             the device when the loader is Fabric-wrapped.
         engine: an :class:`attnkit.train.Engine` (None: plain PyTorch on the model's device, no reduction).
-        epoch, global_step: counters for logs; the returned ``global_step`` is advanced.
-        scheduler, scheduler_interval: a per-iteration scheduler is stepped here when the interval is
-            ``"step"``; per-epoch schedulers are stepped by the caller after the epoch.
+        epoch: the epoch counter, for logs.
+        global_step: the step counter, for logs; the returned ``global_step`` is advanced.
+        scheduler: a per-iteration scheduler, stepped here when ``scheduler_interval`` is ``"step"``.
+        scheduler_interval: ``"step"`` or ``"epoch"`` (per-epoch schedulers are stepped by the caller).
         label_smoothing: cross-entropy label smoothing.
         grad_clip: max global grad norm (None: off).
         channels_last: convert each batch to ``torch.channels_last``.
@@ -150,20 +192,9 @@ def train_one_epoch(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        first: list[tuple] = []
-
-        def closure(x=x, y=y, first=first):  # one forward + backward on this batch; MG calls it twice
-            out = _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip)
-            first.append(out)
-            return out[0]
-
-        if getattr(optimizer, "requires_closure", False):  # attnkit.optim strategies (Mirror Gradient)
-            optimizer.step(closure)
-        else:
-            closure()
-            optimizer.step()
-        _, logits, loss, aux = first[0]  # metrics from the first pass
-        optimizer.zero_grad(set_to_none=True)
+        logits, loss, aux = _optimizer_step(
+            model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip
+        )
         if scheduler is not None and scheduler_interval == "step":
             scheduler.step()
         n = y.shape[0]
@@ -185,18 +216,7 @@ def train_one_epoch(
                     top1=f"{100 * correct.item() / count.item():.2f}",
                 )
         elif progress in ("auto", "lines", "bar") and is_zero and step % log_interval == 0:
-            now = time.perf_counter()
-            logger.info(
-                "epoch %d step %d/%s loss %.4f top1 %.2f lr %.5g %.1f ms/step",
-                epoch,
-                step,
-                len(loader) if hasattr(loader, "__len__") else "?",
-                loss_sum.item() / count.item(),
-                100 * correct.item() / count.item(),
-                optimizer.param_groups[0]["lr"],
-                1000 * (now - t_last) / log_interval,
-            )
-            t_last = now
+            t_last = _log_step(epoch, step, loader, loss_sum, correct, count, optimizer, t_last, log_interval)
         if max_steps is not None and step >= max_steps:
             break
     if bar is not None:
