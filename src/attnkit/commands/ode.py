@@ -1,8 +1,8 @@
-"""``attnkit ode train|eval``: learned ODE-solver correctors (NeurVec, AttNS reconstruction).
+r"""``attnkit ode train|eval``: learned ODE-solver correctors (NeurVec, AttNS reconstruction).
 
 Examples::
 
-    attnkit ode train --system elastic_pendulum --base rk4_classic --dt 0.1 --corrector neurvec \\
+    attnkit ode train --system elastic_pendulum --base rk4_classic --dt 0.1 --corrector neurvec \
         --iterations 20000 --batch-size 2048 --out runs/ode/pend_neurvec
     attnkit ode eval --run runs/ode/pend_neurvec
 """

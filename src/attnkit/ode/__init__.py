@@ -1,5 +1,7 @@
-"""Learned correctors for ODE solvers: ``odeint`` with torchdiffeq's call shape, base solvers, NeurVec,
-AttNS (attnkit reconstruction), benchmark systems, data, training and metrics.
+"""Learned correctors for ODE solvers.
+
+``odeint`` with torchdiffeq's call shape, base solvers, NeurVec, AttNS (attnkit reconstruction),
+benchmark systems, data, training and metrics.
 
 Public API::
 

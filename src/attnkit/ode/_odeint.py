@@ -54,7 +54,8 @@ def odeint(
         options: fixed-step: ``{"step_size": h}`` (time units). Each interval of ``t`` must be an integer
             multiple of ``h``. Without it, a ``CorrectedSolver`` uses its trained ``dt`` and a base
             solver takes one step per interval.
-        rtol, atol: tolerances of adaptive methods only.
+        rtol: relative tolerance of adaptive methods only.
+        atol: absolute tolerance of adaptive methods only.
 
     Shape:
         returns ``(len(t), *y0.shape)``; row 0 is ``y0`` exactly.

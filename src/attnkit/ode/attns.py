@@ -115,8 +115,13 @@ class AttNSRecon(nn.Module):
         """Fit input (float64 mean/std of ``z``) and target (std of ``r``) statistics.
 
         Args:
-            u: states ``(M, d)``; r: residuals ``(M, d)``; increment: base increments ``(M, d)``
-            (needed for the increment inputs).
+            u: states ``(M, d)``.
+            r: one-step residual targets ``(M, d)``; their std is the output scale (additive mode only).
+            increment: base increments ``Psi_h(u) - u``, ``(M, d)``; required unless ``inputs="state"``.
+            dt_power: ignored; accepted for call compatibility with :meth:`NeurVec.fit_normalizer`.
+
+        Returns:
+            ``self``, with the normaliser buffers set.
         """
         if self.inputs != "state" and increment is None:
             raise ValueError(f"inputs={self.inputs!r} needs the base increments to fit the normaliser")
@@ -138,6 +143,7 @@ class AttNSRecon(nn.Module):
         return F.softplus(self.rho) + 1e-6
 
     def forward(self, ctx: StepContext) -> Tensor:
+        """Correction from the step context: additive residual (raw units) or factor ``c``, ``(*batch, d)``."""
         z = (self._z(ctx) - self.in_mean) / self.in_std  # (*batch, d_in), standardised
         g = self.fc2(self.act(self.fc1(z)))  # (*batch, d)
         if self.bound == "tanh":
@@ -148,6 +154,7 @@ class AttNSRecon(nn.Module):
         return g  # multiplicative factor c
 
     def extra_repr(self) -> str:
+        """Label and configuration shown in the module's ``repr``."""
         return (
             f"{LABEL}: dim={self.dim}, hidden={self.hidden}, inputs={self.inputs}, mode={self.mode}, "
             f"bound={self.bound}"

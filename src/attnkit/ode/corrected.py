@@ -99,6 +99,7 @@ class CorrectedSolver(Solver):
 
     @property
     def default_dt(self) -> float:
+        """The trained step size ``dt`` (time units), used by ``odeint`` when no ``step_size`` is given."""
         return float(self.trained_dt)
 
     def check(self, dt: float, base: Solver | None = None) -> None:
@@ -114,6 +115,18 @@ class CorrectedSolver(Solver):
             raise ValueError(f"corrector was trained with base {self.base_name!r}, not {base.name!r}")
 
     def step(self, func: Func, t, y: Tensor, dt: float, f0: Tensor | None = None) -> Tensor:
+        """One corrected step: the base step ``Psi_dt(y)`` plus the correction, shape ``(*batch, d)``.
+
+        Args:
+            func: right-hand side ``func(t, y) -> dy/dt``.
+            t: current time.
+            y: current state ``(*batch, d)`` (a single tensor).
+            dt: step size; must match the trained ``dt`` unless ``allow_dt_change``.
+            f0: ``func(t, y)`` if already computed (reused, no extra NFE).
+
+        Raises:
+            ValueError: a tuple state, a negative or untrained ``dt``, or a mismatched base solver.
+        """
         if not isinstance(y, Tensor):
             raise ValueError("CorrectedSolver needs a single-tensor state (*batch, d), not a tuple")
         self.check(dt, self.base)
@@ -130,6 +143,7 @@ class CorrectedSolver(Solver):
         return y_base + c
 
     def extra_repr(self) -> str:
+        """Base solver, trained ``dt``, insertion and scaling shown in the module's ``repr``."""
         return f"base={self.base_name}, dt={float(self.trained_dt)}, insert={self.insert}, scale={self.scale}"
 
 
@@ -154,6 +168,7 @@ class ZeroCorrector(nn.Module):
     """Returns exact zeros of the state's shape: a test utility and a reference point (no parameters)."""
 
     def forward(self, ctx: StepContext) -> Tensor:
+        """Zero correction ``zeros_like(ctx.y)``, shape ``(*batch, d)``."""
         return torch.zeros_like(ctx.y)
 
 
@@ -176,6 +191,7 @@ class LinearCorrector(nn.Module):
             nn.init.zeros_(self.linear.bias)
 
     def forward(self, ctx: StepContext) -> Tensor:
+        """Affine correction ``ctx.y @ W^T + b``, shape ``(*batch, d)``."""
         return self.linear(ctx.y)
 
 

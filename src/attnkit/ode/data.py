@@ -47,6 +47,7 @@ def make_trajectories(
         dt: output/coarse step h (default ``system.default_dt``).
         n_steps: number of steps T (default ``system.default_steps``).
         seed: ``torch.Generator`` seed of the initial conditions.
+        dtype: dtype of the returned trajectories (integration is always float64).
         reference_substeps: fine sub-steps per ``dt`` (default: fine step 1e-3).
 
     Returns:
@@ -79,6 +80,7 @@ def make_pairs(
         dt: coarse step h.
         reference: ``"accurate"`` (targets from ``traj``) or ``"base_fine"`` (targets from the same base
             solver at ``dt / substeps``, the possible NeurVec variant, spec §2.3).
+        substeps: fine steps per ``dt`` of the ``"base_fine"`` targets (unused for ``"accurate"``).
 
     Returns:
         ``u`` ``(M, d)`` and ``r`` ``(M, d)`` in float64, ``M = T * N``.
@@ -103,7 +105,10 @@ def check_reference(system: ODESystem, traj: Tensor, dt: float, n_check: int = 3
     """Max abs difference between ``traj`` and scipy's DOP853 (rtol = atol = 1e-12) on ``n_check`` members.
 
     Args:
+        system: the right-hand side integrated by DOP853.
         traj: ``(T + 1, N, d)`` float64 reference trajectories.
+        dt: time between rows of ``traj``.
+        n_check: number of trajectories checked (the first ``min(n_check, N)``).
 
     Returns:
         the maximum absolute difference over the checked trajectories and times.

@@ -29,6 +29,8 @@ def trajectory_mse(pred: Tensor, ref: Tensor, steps: slice | None = None) -> flo
     """Mean squared error over steps 1..T (t = 0 excluded), trajectories and components.
 
     Args:
+        pred: predicted trajectories ``(T + 1, N, d)``.
+        ref: reference trajectories ``(T + 1, N, d)``.
         steps: a slice of time rows (default ``slice(1, None)``); ``slice(1, 101)`` is "first 100 steps".
     """
     _check(pred, ref)

@@ -47,6 +47,7 @@ class RationalActivation(nn.Module):
         self.denominator = nn.Parameter(torch.tensor(_RELU_P3Q2[1], **kw))  # (b0, b1, b2)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Elementwise rational ``(a3 x^3 + a2 x^2 + a1 x + a0) / (b2 x^2 + b1 x + b0)``, shape of ``x``."""
         a0, a1, a2, a3 = self.numerator.unbind(0)
         b0, b1, b2 = self.denominator.unbind(0)
         num = ((a3 * x + a2) * x + a1) * x + a0  # Horner
@@ -61,6 +62,7 @@ class RationalActivation(nn.Module):
         return b1 * b1 - 4.0 * b0 * b2 >= 0.0
 
     def extra_repr(self) -> str:
+        """Numerator and denominator coefficients shown in the module's ``repr``."""
         a = ", ".join(f"{v:.4f}" for v in self.numerator.detach().tolist())
         b = ", ".join(f"{v:.4f}" for v in self.denominator.detach().tolist())
         return f"a=({a}), b=({b})"
@@ -150,6 +152,7 @@ class NeurVec(nn.Module):
         return self
 
     def forward(self, ctx: StepContext | Tensor) -> Tensor:
+        """Residual correction ``N(u)`` in raw units, ``(*batch, d)``; ``ctx`` is a step context or the state."""
         u = ctx.y if isinstance(ctx, StepContext) else ctx
         x = (u - self.in_mean) / self.in_std  # (*batch, d), standardised
         return self.fc2(self.act(self.fc1(x))) * self.out_std  # (*batch, d), raw residual units
@@ -176,4 +179,5 @@ class NeurVec(nn.Module):
         return new
 
     def extra_repr(self) -> str:
+        """Dimension, width and normalisation mode shown in the module's ``repr``."""
         return f"dim={self.dim}, hidden={self.hidden}, normalize={self.normalize}"

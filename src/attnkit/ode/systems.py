@@ -91,6 +91,7 @@ class ODESystem(nn.Module):
     hamiltonian_split: tuple[list[int], list[int]] | None = None
 
     def forward(self, t: Tensor | float, y: Tensor) -> Tensor:
+        """Right-hand side ``dy/dt = f(y)``, shape ``(*batch, dim)`` (``t`` is ignored: autonomous)."""
         raise NotImplementedError
 
     def constants(self) -> dict:
@@ -218,9 +219,11 @@ class SpringChain(ODESystem):
         self._expm: dict[float, Tensor] = {}
 
     def constants(self) -> dict:
+        """Spring constants ``k`` (``n + 1``) and masses ``m`` (``n``) as lists."""
         return {"k": self.k.tolist(), "m": self.m.tolist()}
 
     def forward(self, t, y):
+        """Right-hand side ``u A^T``, shape ``(*batch, dim)`` (``dim = 2 n``, 40 by default)."""
         return y @ self.A.to(y.dtype).T  # (*batch, 40)
 
     def frequencies(self) -> Tensor:
@@ -229,12 +232,14 @@ class SpringChain(ODESystem):
         return torch.linalg.eigvalsh(mi @ self.K @ mi).sqrt()
 
     def exact_step(self, y, dt):
+        """Exact flow ``y expm(dt A)^T`` over ``dt``, shape ``(*batch, dim)``; ``expm`` cached per ``dt``."""
         key = float(dt)
         if key not in self._expm:
             self._expm[key] = torch.linalg.matrix_exp(key * self.A.double())
         return y @ self._expm[key].to(y.dtype).T
 
     def energy(self, y):
+        """Energy ``p^T M^-1 p / 2 + q^T K q / 2``, ``(*batch, dim) -> (*batch,)``."""
         n = self.n_mass
         p, q = y[..., :n], y[..., n:]
         kin = 0.5 * (p * p / self.m.to(y.dtype)).sum(-1)
@@ -242,6 +247,7 @@ class SpringChain(ODESystem):
         return kin + pot
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
+        """Draw ``n`` states ``(n, dim)``, ``U(-2.5, 2.5)`` with the end masses at rest at 0."""
         u = torch.rand(n, self.dim, generator=generator, dtype=torch.float64) * 5.0 - 2.5
         nm = self.n_mass
         u[:, [0, nm - 1, nm, 2 * nm - 1]] = 0.0
@@ -268,15 +274,18 @@ class ElasticPendulum(ODESystem):
         self.l0, self.g, self.m, self.k = l0, g, m, k
 
     def constants(self) -> dict:
+        """Constants ``l0``, ``g``, ``m``, ``k``."""
         return {"l0": self.l0, "g": self.g, "m": self.m, "k": self.k}
 
     def forward(self, t, y):
+        """Right-hand side ``(theta', r', theta'', r'')``, shape ``(*batch, 4)``."""
         th, r, thd, rd = y.unbind(-1)
         thdd = (-self.g * torch.sin(th) - 2.0 * thd * rd) / r
         rdd = r * thd * thd - (self.k / self.m) * (r - self.l0) + self.g * torch.cos(th)
         return torch.stack([thd, rd, thdd, rdd], -1)
 
     def energy(self, y):
+        """Total energy (kinetic + spring - gravity), ``(*batch, 4) -> (*batch,)``."""
         th, r, thd, rd = y.unbind(-1)
         return (
             0.5 * self.m * (rd * rd + r * r * thd * thd)
@@ -285,6 +294,7 @@ class ElasticPendulum(ODESystem):
         )
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
+        """Draw ``n`` states ``(n, 4)`` uniformly from the box in the class docstring."""
         lo = torch.tensor([-1.0, 9.5, -0.5, -1.0], dtype=torch.float64)
         hi = torch.tensor([1.0, 11.0, 0.5, 1.0], dtype=torch.float64)
         return (lo + (hi - lo) * torch.rand(n, 4, generator=generator, dtype=torch.float64)).to(dtype)
@@ -308,12 +318,15 @@ class Lorenz96(ODESystem):
         self.state_names = tuple(f"x{i + 1}" for i in range(dim))
 
     def constants(self) -> dict:
+        """Constants ``dim``, ``forcing`` and ``spinup``."""
         return {"dim": self.dim, "forcing": self.forcing, "spinup": self.spinup}
 
     def forward(self, t, y):
+        """Right-hand side ``(x_{i+1} - x_{i-2}) x_{i-1} - x_i + F``, shape ``(*batch, dim)``."""
         return (torch.roll(y, -1, -1) - torch.roll(y, 2, -1)) * torch.roll(y, 1, -1) - y + self.forcing
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
+        """Draw ``n`` states ``(n, dim)`` on the attractor: ``F + N(0, 1)`` spun up by RK4."""
         from ._solvers import RK4Classic
 
         x = self.forcing + torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
@@ -337,14 +350,17 @@ class HenonHeiles(ODESystem):
     hamiltonian_split = ([2, 3], [0, 1])
 
     def forward(self, t, y):
+        """Right-hand side ``(p1', p2', q1', q2')``, shape ``(*batch, 4)``."""
         p1, p2, q1, q2 = y.unbind(-1)
         return torch.stack([-q1 - 2.0 * q1 * q2, -q2 - q1 * q1 + q2 * q2, p1, p2], -1)
 
     def energy(self, y):
+        """Hamiltonian ``H``, ``(*batch, 4) -> (*batch,)``."""
         p1, p2, q1, q2 = y.unbind(-1)
         return 0.5 * (p1 * p1 + p2 * p2 + q1 * q1 + q2 * q2) + q1 * q1 * q2 - q2**3 / 3.0
 
     def sample_initial_conditions(self, n, generator=None, dtype=torch.float64):
+        """Draw ``n`` states ``(n, 4)`` from ``U(-0.4, 0.4)^4`` with ``H < 0.15`` (rejection)."""
         out = []
         got = 0
         while got < n:

@@ -44,9 +44,11 @@ CORRECTORS = ("neurvec", "attns", "attns_m", "linear", "zero")
 def build_corrector(
     kind: str, dim: int, *, hidden: int = 1024, dtype: torch.dtype = torch.float32, **kwargs
 ) -> nn.Module:
-    """Build a corrector by name: ``neurvec``, ``attns`` (additive), ``attns_m`` (multiplicative),
-    ``linear`` or ``zero``. Extra keyword arguments go to the class. The config is kept on the module
-    (``attnkit_config``) so that checkpoints can rebuild it.
+    """Build a corrector by name: ``neurvec``, ``attns``, ``attns_m``, ``linear`` or ``zero``.
+
+    ``attns`` is the additive AttNS reconstruction, ``attns_m`` the multiplicative one. Extra keyword
+    arguments go to the class. The config is kept on the module (``attnkit_config``) so that checkpoints
+    can rebuild it.
 
     Raises:
         ValueError: unknown ``kind`` (the message lists the names).
@@ -195,6 +197,14 @@ def _non_finite(corr: nn.Module, it: int, out: Path | None) -> FloatingPointErro
     )
 
 
+def _check_train_args(schedule: str, iterations: int, batch_size: int, val_every: int) -> None:
+    """Raise ``ValueError`` for an unknown ``schedule`` or a non-positive count of :func:`train_corrector`."""
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if iterations < 1 or batch_size < 1 or val_every < 1:
+        raise ValueError("iterations, batch_size and val_every must be >= 1")
+
+
 def _snapshot(corr: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in corr.state_dict().items()}
 
@@ -258,10 +268,7 @@ def train_corrector(
             e.g. a pole of the rational activation; the last good checkpoint is kept).
         CheckpointError: a ``last.pt`` that cannot be loaded safely or is not an ODE checkpoint.
     """
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    if iterations < 1 or batch_size < 1 or val_every < 1:
-        raise ValueError("iterations, batch_size and val_every must be >= 1")
+    _check_train_args(schedule, iterations, batch_size, val_every)
     corr = solver.corrector
     params = [p for p in corr.parameters() if p.requires_grad]
     if not params:
