@@ -84,6 +84,37 @@ def test_prune_command_reload_and_finetune(tmp_path):
     )
     assert ft["params"] == report["pruned"]["params"]
     assert ft["final_eval_top1"] > 50.0
+    # and the same through the command line: attnkit train --init RUN/pruned.pt, which also resumes
+    argv = [
+        "train",
+        "--model",
+        "resnet20",
+        "--dataset",
+        "digits",
+        "--val-split",
+        "300",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.01",
+        "--workers",
+        "0",
+        "--progress",
+        "none",
+        "--accelerator",
+        "cpu",
+        "--out-dir",
+        str(tmp_path),
+        "--run-name",
+        "ft-cli",
+        "--init",
+        str(tmp_path / "dense" / "pruned.pt"),
+    ]
+    assert main(argv) == 0
+    cli = json.loads((tmp_path / "ft-cli" / "summary.json").read_text())
+    assert cli["params"] == report["pruned"]["params"] and cli["final_eval_top1"] > 50.0
+    argv[argv.index("--epochs") + 1] = "2"
+    assert main([*argv, "--resume", "auto"]) == 0  # rebuilds the pruned net before loading last.ckpt
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Fields whose change makes a checkpoint incompatible (resume raises ``ValueError``).
-MODEL_FIELDS = ("model", "attn", "attn_kwargs", "sharing", "scheme", "num_classes", "model_kwargs")
+MODEL_FIELDS = ("model", "attn", "attn_kwargs", "sharing", "scheme", "num_classes", "model_kwargs", "init")
 
 
 @dataclass
@@ -66,6 +66,8 @@ class TrainConfig:
     ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``sync_bn``, ``find_unused_parameters``,
     ``channels_last``, ``compile`` (a ``torch.compile`` mode or None).
 
+    Initialisation: ``init`` (a ``pruned.pt`` written by ``attnkit prune``: the run fine-tunes that
+    pruned network; resuming rebuilds it before loading ``last.ckpt``).
     Output: ``out_dir``, ``run_name`` (default ``<dataset>-<model>[-<attn>]-s<seed>``), ``resume``
     (``auto`` | a checkpoint path | None), ``log_interval`` (steps), ``progress`` (``auto`` | ``bar`` |
     ``lines`` | ``none``), ``tensorboard``, ``eval_every`` (epochs), ``eval_reparam`` (evaluate
@@ -125,6 +127,7 @@ class TrainConfig:
     out_dir: str = "runs"
     run_name: str | None = None
     resume: str | None = None
+    init: str | None = None
     log_interval: int = 50
     progress: str = "auto"
     tensorboard: bool = False

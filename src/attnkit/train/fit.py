@@ -124,6 +124,10 @@ def _setup(engine: Engine, config: TrainConfig, model_fn: ModelFn | None) -> _Ru
     # same seed on every rank -> identical initial weights
     random.seed(config.seed)
     torch.manual_seed(config.seed)
+    if model_fn is None and config.init:  # a pruned network from ``attnkit prune`` (needs attnkit[prune])
+        from ..prune import PrunedModelFn
+
+        model_fn = PrunedModelFn(config.init)
     model = model_fn(config, data) if model_fn is not None else build_model(config, data)
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, data) if zero else None
