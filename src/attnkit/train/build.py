@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -19,7 +20,15 @@ from .checkpoint import resolve_resume as _resolve_resume
 from .config import TrainConfig
 from .engine import Engine
 
-__all__ = ["build_engine", "build_model", "build_loaders", "epoch_seed", "resolve_resume", "ModelFn"]
+__all__ = [
+    "build_engine",
+    "build_model",
+    "build_loaders",
+    "epoch_seed",
+    "set_loader_epoch",
+    "resolve_resume",
+    "ModelFn",
+]
 
 #: ``model_fn(config, data) -> nn.Module``, an optional replacement of :func:`build_model`.
 ModelFn = Callable[[TrainConfig, Any], nn.Module]
@@ -28,6 +37,31 @@ ModelFn = Callable[[TrainConfig, Any], nn.Module]
 def epoch_seed(seed: int, rank: int, epoch: int) -> int:
     """Seed of an epoch's augmentation/dropout RNG: a function of (seed, rank, epoch) only."""
     return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101) % (2**63 - 1)
+
+
+def set_loader_epoch(loader, seed: int, rank: int, epoch: int) -> None:
+    """Prepare a :func:`build_loaders` train loader for ``epoch``: batch order and worker seeds.
+
+    The loader's sampler gets ``set_data_epoch(epoch)`` and its generator (which draws the workers' base
+    seed when the epoch's iterator starts) is seeded with ``epoch_seed(seed, rank, epoch) + 1``. The
+    augmentation draws of every worker therefore depend on (seed, rank, epoch) only, so a run resumed
+    at ``epoch`` reproduces an uninterrupted one with any number of workers.
+
+    Args:
+        loader: a DataLoader (or Fabric's wrapper of one) whose sampler has ``set_data_epoch``.
+        seed: the run's seed.
+        rank: this process's rank.
+        epoch: the epoch about to start (0-indexed).
+
+    Deviations:
+        The train workers are not persistent (PyTorch seeds persistent workers once, at their start, so
+        a resumed run would draw other augmentations); they restart each epoch, a fixed cost per epoch
+        measured in ``docs/reliability.md``.
+    """
+    loader.sampler.set_data_epoch(epoch)
+    gen = getattr(loader, "generator", None)
+    if gen is not None:
+        gen.manual_seed(epoch_seed(seed, rank, epoch) + 1)
 
 
 def setup_logging() -> None:
@@ -98,8 +132,19 @@ def build_loaders(config: TrainConfig, data, *, rank: int = 0, world_size: int =
         )
     per_dev = config.batch_size // world_size
     sampler = TrainSampler(len(data.train), seed=config.seed, rank=rank, world_size=world_size)
+    # train workers restart every epoch, seeded from the loader's own generator (set_loader_epoch), so
+    # a resumed run's augmentation draws equal the uninterrupted run's for any number of workers
+    train = DataLoader(
+        data.train,
+        batch_size=per_dev,
+        sampler=sampler,
+        drop_last=config.drop_last,
+        num_workers=config.workers,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(epoch_seed(config.seed, rank, 0)),
+    )
     kw: dict[str, Any] = {"num_workers": config.workers, "persistent_workers": config.workers > 0}
-    train = DataLoader(data.train, batch_size=per_dev, sampler=sampler, drop_last=config.drop_last, **kw)
+    kw["generator"] = torch.Generator().manual_seed(int(config.seed))  # leaves the global RNG alone
     eval_bs = max(1, config.eval_batch_size // world_size)
     evals = {
         "test": DataLoader(

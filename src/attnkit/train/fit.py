@@ -31,6 +31,7 @@ from .build import (
     epoch_seed,
     resolve_resume,
     save_weights,
+    set_loader_epoch,
     setup_logging,
 )
 from .checkpoint import CheckpointError, check_compatible, make_state, read_checkpoint, set_rng_state
@@ -270,7 +271,7 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     seed = epoch_seed(config.seed, engine.global_rank, epoch)
     random.seed(seed)
     torch.manual_seed(seed)
-    run.train_loader.sampler.set_data_epoch(epoch)
+    set_loader_epoch(run.train_loader, config.seed, engine.global_rank, epoch)
     stats = train_one_epoch(
         run.fwd_model,
         run.optimizer,
