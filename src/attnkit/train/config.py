@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -159,6 +160,7 @@ class TrainConfig:
             raise ValueError("workers, val_split and warmup_epochs must be >= 0")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 (or None for the default), got {self.threads}")
+        check_hyperparameters(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict of every field (what checkpoints and ``config.yaml`` store)."""
@@ -175,6 +177,68 @@ class TrainConfig:
     def run_dir(self) -> Path:
         """``out_dir / resolved_run_name``."""
         return Path(self.out_dir) / self.resolved_run_name
+
+
+def _finite(
+    name: str, v: Any, lo: float, hi: float = math.inf, *, lo_open: bool = True, hi_open: bool = False
+) -> None:
+    """Raise ``ValueError`` unless ``v`` is a finite real number in the interval (lo, hi] (bounds as flagged)."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        rng = f"{'>' if lo_open else '>='} {lo:g}"
+        if math.isfinite(hi):
+            rng = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a finite number {rng}, got {v!r}")
+
+
+#: attention keyword arguments that must be positive numbers (timm's ``rd_*`` family and kernel sizes).
+POSITIVE_ATTN_KWARGS = ("rd_ratio", "rd_channels", "rd_divisor", "reduction", "k_size", "kernel_size")
+
+
+def check_attn_kwargs(
+    attn: str | None, attn_kwargs: dict[str, Any], scheme: str | None, sharing: str | None
+) -> None:
+    """Reject attention settings that would be silently misread.
+
+    Numeric ``rd_*`` values (and kernel sizes) must be positive numbers; a ``scheme``/``sharing`` needs an
+    attention module.
+
+    Raises:
+        ValueError: the message names the field and the value.
+    """
+    for k in POSITIVE_ATTN_KWARGS:
+        if k in (attn_kwargs or {}) and attn_kwargs[k] is not None:
+            _finite(f"attn_kwargs {k}", attn_kwargs[k], 0.0)
+    if (scheme or sharing) and (attn is None or str(attn).lower() in ("", "none")):
+        which = "scheme" if scheme else "sharing"
+        raise ValueError(f"{which}={scheme or sharing!r} needs an attention module: pass --attn NAME as well")
+
+
+def check_hyperparameters(c: TrainConfig) -> None:
+    """The numeric checks of :class:`TrainConfig` (called by ``__post_init__``, before any work).
+
+    ``lr`` > 0, ``momentum`` in [0, 1), ``weight_decay`` >= 0, ``gamma`` > 0, ``label_smoothing`` in
+    [0, 1), ``grad_clip`` > 0 (or None), ``train_subset``/``test_subset``/``num_classes`` >= 1 (or None),
+    milestones >= 0; all finite (NaN and inf are refused); then :func:`check_attn_kwargs`.
+
+    Raises:
+        ValueError: one line naming the field, its valid range and the value given.
+    """
+    _finite("lr", c.lr, 0.0)
+    _finite("momentum", c.momentum, 0.0, 1.0, lo_open=False, hi_open=True)
+    _finite("weight_decay", c.weight_decay, 0.0, lo_open=False)
+    _finite("gamma", c.gamma, 0.0)
+    _finite("label_smoothing", c.label_smoothing, 0.0, 1.0, lo_open=False, hi_open=True)
+    if c.grad_clip is not None:
+        _finite("grad_clip (max gradient norm; none = off)", c.grad_clip, 0.0)
+    for name in ("train_subset", "test_subset", "num_classes"):
+        v = getattr(c, name)
+        if v is not None and v < 1:
+            raise ValueError(f"{name} must be >= 1 (or none for all), got {v}")
+    if any(m < 0 for m in c.milestones):
+        raise ValueError(f"milestones must be >= 0, got {c.milestones}")
+    check_attn_kwargs(c.attn, c.attn_kwargs, c.scheme, c.sharing)
 
 
 def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
