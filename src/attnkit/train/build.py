@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -204,3 +205,49 @@ def check_num_classes(config: TrainConfig, data) -> None:
             f"num_classes={n} is smaller than the {data.num_classes} classes of dataset {config.dataset!r} "
             f"(labels 0..{data.num_classes - 1}); omit --num-classes to take it from the data"
         )
+
+
+def check_finite_state(model: nn.Module, epoch: int, global_step: int, row: dict[str, Any]) -> None:
+    """Raise ``FloatingPointError`` when an epoch's losses or ``model``'s floating-point tensors are NaN/inf.
+
+    Called before each checkpoint, so a diverged state is never saved (one device sync per epoch).
+
+    Args:
+        model: the unwrapped model (parameters and buffers are checked).
+        epoch: the epoch just trained (for the message).
+        global_step: the optimizer steps so far (for the message).
+        row: the epoch's metrics row; its ``train_loss``, ``eval_loss`` and ``val_loss`` are checked.
+    """
+    losses = {k: row[k] for k in ("train_loss", "eval_loss", "val_loss") if k in row}
+    bad = [f"{k} {v}" for k, v in losses.items() if not math.isfinite(v)]
+    sd = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    ok = (
+        torch.stack([torch.isfinite(v).all() for v in sd.values()]) if sd else torch.ones(1, dtype=torch.bool)
+    )
+    if not bool(ok.all()):
+        names = [k for k, good in zip(sd, ok.tolist()) if not good]
+        bad.append(f"weights {names[:3]}{' ...' if len(names) > 3 else ''}")
+    if bad:
+        raise FloatingPointError(
+            f"training diverged: non-finite {', '.join(bad)} after epoch {epoch} (global step {global_step})"
+        )
+
+
+def diverged(err: BaseException, last: Path) -> FloatingPointError:
+    """The error a diverged run stops with: ``err``'s message, the checkpoint kept, and what to try.
+
+    Args:
+        err: the ``FloatingPointError`` of the loop or of :func:`check_finite_state`.
+        last: the run's ``last.ckpt`` (the last finite state; never overwritten by a diverged one).
+    """
+    kept = f"no checkpoint was written ({last} does not exist)"
+    if last.is_file():
+        try:
+            from .checkpoint import read_checkpoint
+
+            ep = int(read_checkpoint(last)["epoch"])
+            state = "the initial weights" if ep < 0 else f"after epoch {ep}"
+        except (OSError, ValueError, KeyError):
+            state = "unreadable"
+        kept = f"the last finite checkpoint {last} ({state}) is kept and no final weights were written"
+    return FloatingPointError(f"{err}; {kept}; lower --lr or set --grad-clip")

@@ -26,8 +26,10 @@ from .build import (
     build_engine,
     build_loaders,
     build_model,
+    check_finite_state,
     check_num_classes,
     count_macs,
+    diverged,
     epoch_seed,
     resolve_resume,
     save_weights,
@@ -297,6 +299,15 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     improved = _evaluate_epoch(run, row) if due else False
     if engine.is_global_zero:
         _log_epoch(run, row)
+    check_finite_state(run.raw_model, epoch, run.global_step, row)  # never checkpoint a diverged state
+    if improved:
+        _save(run, epoch, config.run_dir / "best.ckpt")
+    _save(run, epoch, config.run_dir / "last.ckpt")
+    return row
+
+
+def _save(run: _Run, epoch: int, path: Path) -> None:
+    """Checkpoint the run's current state as completed ``epoch`` (-1: before the first epoch)."""
     state = make_state(
         model=run.model,
         optimizer=run.optimizer,
@@ -305,13 +316,10 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
         global_step=run.global_step,
         best_metric=run.best_metric,
         best_epoch=run.best_epoch,
-        config=config.to_dict(),
-        scaler=engine.scaler,
+        config=run.config.to_dict(),
+        scaler=run.engine.scaler,
     )
-    if improved:
-        engine.save(config.run_dir / "best.ckpt", state)
-    engine.save(config.run_dir / "last.ckpt", state)
-    return row
+    run.engine.save(path, state)
 
 
 def _num(r: dict[str, Any], k: str) -> float | None:
@@ -380,8 +388,13 @@ def _fit_worker(
         run = _setup(engine, config, model_fn)
         _resume(run)
         _start_files(run)
+        if run.resume_path is None:  # epoch -1: the initial weights, so a divergence keeps a finite last.ckpt
+            _save(run, -1, config.run_dir / "last.ckpt")
         for epoch in range(run.start_epoch, config.epochs):
-            row = _run_epoch(run, epoch)
+            try:
+                row = _run_epoch(run, epoch)
+            except FloatingPointError as e:
+                raise diverged(e, config.run_dir / "last.ckpt") from None
             info = {
                 "epoch": epoch,
                 "row": row,

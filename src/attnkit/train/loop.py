@@ -62,6 +62,45 @@ def _correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     return (topk == y[:, None]).any(dim=1).sum()
 
 
+class _FiniteWatch:
+    """The first step of an epoch whose training loss is not finite, tracked without a sync per step."""
+
+    def __init__(self, device: torch.device, epoch: int, global_step: int, loader, engine, every: int):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)  # step (1-based), -1: none
+        self.value = torch.zeros((), dtype=torch.float64, device=device)
+        self.epoch, self.global_step, self.engine = epoch, global_step, engine
+        self.steps = len(loader) if hasattr(loader, "__len__") else "?"
+        self.every = every if engine is None or engine.world_size == 1 else 0  # one process: check early
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        """Note ``loss`` of ``step``; with one process, check every ``every`` steps (one sync)."""
+        new = self.first.lt(0) & ~torch.isfinite(loss.detach())
+        self.first = torch.where(new, torch.full_like(self.first, step), self.first)
+        self.value = torch.where(new, loss.detach().double(), self.value)
+        if self.every and step % self.every == 0:
+            self.check()
+
+    def finish(self) -> None:
+        """End of the epoch: every process learns whether any process saw a non-finite loss."""
+        bad = self.first.ge(0).double()
+        bad = self.engine.all_reduce(bad, op="sum") if self.engine is not None else bad
+        self.check(elsewhere=float(bad) > 0)
+
+    def check(self, elsewhere: bool = False) -> None:
+        """Raise ``FloatingPointError`` naming the epoch and step of the first non-finite loss."""
+        s = int(self.first)
+        if s < 0 and not elsewhere:
+            return
+        where = (
+            f"at epoch {self.epoch}, step {s}/{self.steps} (global step {self.global_step + s})"
+            if s >= 0
+            else f"at epoch {self.epoch} on another process"
+        )
+        raise FloatingPointError(
+            f"training diverged: non-finite loss ({float(self.value) if s >= 0 else 'nan/inf'}) {where}"
+        )
+
+
 def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip):
     """Forward, task + auxiliary loss, backward and optional clipping; returns ``(total, logits, loss, aux)``."""
     logits = model(x)  # (N, num_classes)
@@ -163,6 +202,11 @@ def train_one_epoch(
         ``{"train_loss", "train_top1" (percent), "samples", "epoch_time_s", "train_samples_per_s",
         "global_step", "lr"}`` plus ``aux_<name>`` means. ``train_loss`` is the task (cross-entropy) loss,
         comparable to ``eval_loss``; the optimised objective is ``train_loss + sum(aux_*)``.
+
+    Raises:
+        FloatingPointError: a non-finite training loss; the message names the epoch and the step. One
+            process checks every ``log_interval`` steps and at the end of the epoch; several processes
+            check together at the end of the epoch (a flag all-reduced, so every rank stops).
     """
     model.train()
     if callable(getattr(optimizer, "epoch_start", None)):  # Mirror Gradient's per-epoch counter
@@ -174,6 +218,7 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
     aux_sums: dict[str, torch.Tensor] = {}
+    watch = _FiniteWatch(device, epoch, global_step, loader, engine, log_interval)
     lr0 = optimizer.param_groups[0]["lr"]
     bar = None
     if use_bar(progress, is_zero):
@@ -208,6 +253,7 @@ def train_one_epoch(
                 + v.detach().double() * n
             )
         global_step += 1
+        watch.update(loss, step)
         if bar is not None:
             bar.update(1)
             if step % max(1, log_interval // 5) == 0:
@@ -225,6 +271,7 @@ def train_one_epoch(
     stacked = torch.stack([loss_sum, correct, count] + [aux_sums[k] for k in keys])
     if engine is not None:
         stacked = engine.all_reduce(stacked, op="sum")
+    watch.finish()
     elapsed = time.perf_counter() - t0
     total_n = float(stacked[2])
     out = {
