@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_torch_save, commit_file
 from .checkpoint import resolve_resume as _resolve_resume
@@ -27,6 +29,7 @@ __all__ = [
     "build_loaders",
     "epoch_seed",
     "set_loader_epoch",
+    "EpochSeededDataset",
     "resolve_resume",
     "ModelFn",
 ]
@@ -40,29 +43,65 @@ def epoch_seed(seed: int, rank: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101) % (2**63 - 1)
 
 
-def set_loader_epoch(loader, seed: int, rank: int, epoch: int) -> None:
-    """Prepare a :func:`build_loaders` train loader for ``epoch``: batch order and worker seeds.
+class EpochSeededDataset(Dataset):
+    """A map-style dataset whose DataLoader workers reseed their RNGs from (seed, rank, epoch) every epoch.
 
-    The loader's sampler gets ``set_data_epoch(epoch)`` and its generator (which draws the workers' base
-    seed when the epoch's iterator starts) is seeded with ``epoch_seed(seed, rank, epoch) + 1``. The
-    augmentation draws of every worker therefore depend on (seed, rank, epoch) only, so a run resumed
-    at ``epoch`` reproduces an uninterrupted one with any number of workers.
+    PyTorch seeds each worker once, when it starts; persistent workers then carry their RNG state from
+    epoch to epoch, so a run resumed at epoch ``e`` (fresh workers) would draw other augmentations than
+    the uninterrupted run. Here the main process publishes the epoch in shared memory
+    (:meth:`set_epoch`, before the epoch's iterator starts); a worker that sees a new epoch at its next
+    item seeds ``torch``, ``random`` and ``numpy`` with ``epoch_seed(seed, rank, epoch) + 1 + worker id``.
+    The draws of each worker therefore depend on (seed, rank, epoch, worker id) only, and the workers
+    stay persistent (no restart cost). In the main process (``workers=0``) nothing is reseeded: the
+    training loop's per-epoch seed already covers it.
 
     Args:
-        loader: a DataLoader (or Fabric's wrapper of one) whose sampler has ``set_data_epoch``.
+        dataset: the wrapped dataset (``__getitem__``, ``__len__``).
         seed: the run's seed.
         rank: this process's rank.
-        epoch: the epoch about to start (0-indexed).
+    """
 
-    Deviations:
-        The train workers are not persistent (PyTorch seeds persistent workers once, at their start, so
-        a resumed run would draw other augmentations); they restart each epoch, a fixed cost per epoch
-        measured in ``docs/reliability.md``.
+    def __init__(self, dataset, seed: int, rank: int = 0):
+        import multiprocessing
+
+        self.dataset, self.seed, self.rank = dataset, int(seed), int(rank)
+        self._epoch = multiprocessing.RawValue("q", 0)  # shared with forked/spawned workers
+        self._seen = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Publish the epoch whose items the workers produce next (call before the epoch's iterator)."""
+        self._epoch.value = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        e = self._epoch.value
+        if e != self._seen:
+            info = torch.utils.data.get_worker_info()
+            if info is not None:
+                s = epoch_seed(self.seed, self.rank, e) + 1 + info.id
+                torch.manual_seed(s)
+                random.seed(s)
+                with contextlib.suppress(ImportError):
+                    import numpy as np
+
+                    np.random.seed(s % 2**32)
+            self._seen = e
+        return self.dataset[index]
+
+
+def set_loader_epoch(loader, epoch: int) -> None:
+    """Prepare a :func:`build_loaders` train loader for ``epoch``: its batch order and its workers' seeds.
+
+    Args:
+        loader: a DataLoader (or Fabric's wrapper of one) whose sampler has ``set_data_epoch``; when its
+            dataset is an :class:`EpochSeededDataset` the workers' seeds follow the epoch too.
+        epoch: the epoch about to start (0-indexed).
     """
     loader.sampler.set_data_epoch(epoch)
-    gen = getattr(loader, "generator", None)
-    if gen is not None:
-        gen.manual_seed(epoch_seed(seed, rank, epoch) + 1)
+    if isinstance(loader.dataset, EpochSeededDataset):
+        loader.dataset.set_epoch(epoch)
 
 
 def setup_logging() -> None:
@@ -133,19 +172,11 @@ def build_loaders(config: TrainConfig, data, *, rank: int = 0, world_size: int =
         )
     per_dev = config.batch_size // world_size
     sampler = TrainSampler(len(data.train), seed=config.seed, rank=rank, world_size=world_size)
-    # train workers restart every epoch, seeded from the loader's own generator (set_loader_epoch), so
-    # a resumed run's augmentation draws equal the uninterrupted run's for any number of workers
-    train = DataLoader(
-        data.train,
-        batch_size=per_dev,
-        sampler=sampler,
-        drop_last=config.drop_last,
-        num_workers=config.workers,
-        persistent_workers=False,
-        generator=torch.Generator().manual_seed(epoch_seed(config.seed, rank, 0)),
-    )
     kw: dict[str, Any] = {"num_workers": config.workers, "persistent_workers": config.workers > 0}
     kw["generator"] = torch.Generator().manual_seed(int(config.seed))  # leaves the global RNG alone
+    # persistent workers reseeded every epoch from (seed, rank, epoch): exact resume with any workers
+    ds = EpochSeededDataset(data.train, config.seed, rank) if config.workers > 0 else data.train
+    train = DataLoader(ds, batch_size=per_dev, sampler=sampler, drop_last=config.drop_last, **kw)
     eval_bs = max(1, config.eval_batch_size // world_size)
     evals = {
         "test": DataLoader(

@@ -273,7 +273,7 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     seed = epoch_seed(config.seed, engine.global_rank, epoch)
     random.seed(seed)
     torch.manual_seed(seed)
-    set_loader_epoch(run.train_loader, config.seed, engine.global_rank, epoch)
+    set_loader_epoch(run.train_loader, epoch)
     stats = train_one_epoch(
         run.fwd_model,
         run.optimizer,
