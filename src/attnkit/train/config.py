@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .._config import dataclass_from_dict, unwrap_optional
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_run_name
 
 __all__ = [
     "TrainConfig",
@@ -220,7 +220,8 @@ def check_hyperparameters(c: TrainConfig) -> None:
 
     ``lr`` > 0, ``momentum`` in [0, 1), ``weight_decay`` >= 0, ``gamma`` > 0, ``label_smoothing`` in
     [0, 1), ``grad_clip`` > 0 (or None), ``train_subset``/``test_subset``/``num_classes`` >= 1 (or None),
-    milestones >= 0; all finite (NaN and inf are refused); then :func:`check_attn_kwargs`.
+    milestones >= 0; all finite (NaN and inf are refused); then :func:`check_attn_kwargs`, and
+    ``run_name`` must stay inside ``out_dir`` (:func:`attnkit._io.check_run_name`).
 
     Raises:
         ValueError: one line naming the field, its valid range and the value given.
@@ -239,6 +240,7 @@ def check_hyperparameters(c: TrainConfig) -> None:
     if any(m < 0 for m in c.milestones):
         raise ValueError(f"milestones must be >= 0, got {c.milestones}")
     check_attn_kwargs(c.attn, c.attn_kwargs, c.scheme, c.sharing)
+    check_run_name(c.run_name)
 
 
 def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import commit_file
+from .._io import commit_file, fabric_checkpoint_io
 from ..measure.precision import PRECISIONS
 
 __all__ = ["Engine", "PRECISIONS", "resolve_accelerator"]
@@ -109,6 +109,7 @@ class Engine:
             num_nodes=num_nodes,
             precision=precision,
             loggers=loggers,
+            plugins=[fabric_checkpoint_io()],  # checksummed checkpoints, never staged in $TMPDIR
         )
 
     # -- processes -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import atomic_write_json
+from .._io import RunLock, atomic_write_json
 from .._runtime import collect_env, set_threads
 from .build import (
     ModelFn,
@@ -384,7 +384,10 @@ def _fit_worker(
 ) -> dict[str, Any]:
     """The body of :func:`fit`, run on every process: set-up, resume, epochs, summary."""
     previous_threads = torch.get_num_threads()
+    lock = RunLock(config.run_dir, "attnkit train") if engine.is_global_zero else None
     try:
+        if lock is not None:
+            lock.acquire()  # one writer per run folder; removes temporary files of killed runs
         run = _setup(engine, config, model_fn)
         _resume(run)
         _start_files(run)
@@ -409,6 +412,8 @@ def _fit_worker(
         return summary
     finally:
         torch.set_num_threads(previous_threads)
+        if lock is not None:
+            lock.release()
 
 
 def _call_back(callbacks: Sequence[Callable[[dict], Any]], info: dict[str, Any]) -> bool:
@@ -443,6 +448,9 @@ def fit(
         ValueError: invalid precision/device combination, batch not divisible by the world size,
             a checkpoint for another model (:class:`CheckpointError`).
         FileExistsError: the run folder already has ``last.ckpt`` and ``resume`` is not set.
+        RunLockedError: another live process is writing the run folder (an ``OSError``).
+        FloatingPointError: the training diverged (a non-finite loss or weight); the message names the
+            epoch and step, ``last.ckpt`` keeps the last finite state and no final weights are written.
         FileNotFoundError: missing dataset or ``--resume PATH``.
     """
     engine = build_engine(config)
