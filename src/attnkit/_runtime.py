@@ -1,4 +1,4 @@
-"""The process attnkit runs in: intra-op threads and the environment recorded in a run's ``env.json``.
+"""The process attnkit runs in: intra-op threads, the cache folder, the environment in a run's ``env.json``.
 
 Threads: on a shared CPU machine more intra-op threads than free cores make every parallel op wait
 for a descheduled OpenMP thread; a busy 2-core machine ran a test > 100× slower than idle that way.
@@ -12,11 +12,12 @@ import os
 import platform
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["available_cores", "default_threads", "set_threads", "collect_env"]
+__all__ = ["available_cores", "default_threads", "set_threads", "cache_dir", "collect_env"]
 
 
 def available_cores() -> int:
@@ -50,6 +51,23 @@ def set_threads(threads: int | None, workers: int = 0) -> int:
     n = int(threads) if threads is not None else default_threads(workers)
     torch.set_num_threads(n)
     return n
+
+
+def cache_dir(*parts: str) -> Path:
+    """The attnkit cache folder, or a sub-folder of it (not created).
+
+    The root is ``$ATTNKIT_CACHE`` when set, else ``$XDG_CACHE_HOME/attnkit`` (``~/.cache/attnkit``), the
+    XDG Base Directory convention; ``cache_dir("movielens")`` is ``<root>/movielens``.
+
+    Args:
+        *parts: sub-folder names joined under the root.
+
+    Returns:
+        The path, read from the environment at each call.
+    """
+    env = os.environ.get("ATTNKIT_CACHE")
+    root = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attnkit"
+    return root.joinpath(*parts)
 
 
 def _versions() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""attnkit.data: dataset builders, augmentation order, samplers (measurement spec §4.4, check 17)."""
+"""attnkit.data: dataset builders, augmentation order, samplers, decode errors of the dataset files."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_missing_cifar_says_how_to_get_it(tmp_path):
 
 
 def test_missing_fmnist_message(tmp_path, monkeypatch):
-    monkeypatch.setattr("attnkit.data.datasets.FMNIST_SYSTEM_DIR", tmp_path / "nope")
+    monkeypatch.setattr("attnkit.data.fashion_mnist.FMNIST_SYSTEM_DIR", tmp_path / "nope")
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist") as e:
         build("fashion-mnist", data_dir=tmp_path)
     assert str(tmp_path) in str(e.value) and "--download" in str(e.value)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._common import DatasetFormatError
+
 __all__ = [
     "Dialogue",
     "load_mhch_pickle",
@@ -58,6 +60,22 @@ class Dialogue:
         return len(self.tokens)
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """The file names a global outside the allowed types (it may be crafted to run code)."""
+
+
+_MHCH_FORMAT = "the official CEM/RSSN split file: eight consecutive pickles of per-dialogue lists"
+_DECODE_ERRORS = (
+    pickle.UnpicklingError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+)
+
+
 class _SafeUnpickler(pickle.Unpickler):
     """An unpickler that resolves only numpy array/scalar reconstruction and a few plain builtins."""
 
@@ -80,7 +98,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
+        raise _RefusedGlobal(
             f"load_mhch_pickle refuses the global {module}.{name}: the MHCH pickles hold only lists and "
             "numpy arrays, so anything else may run code"
         )
@@ -107,22 +125,47 @@ def load_mhch_pickle(path: str | os.PathLike) -> list[Dialogue]:
     Raises:
         FileNotFoundError: no such file.
         pickle.UnpicklingError: the file names a global outside the allowed numpy/builtin types.
-        ValueError: the eight lists disagree in length or the file ends early.
+        DatasetFormatError: (a ``ValueError``) the file ends early, a pickle is corrupt, or the eight
+            lists disagree in length or structure; the message names the file and the format expected.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such MHCH pickle: {os.fspath(path)}")
     with open(path, "rb") as f:
         data = f.read()
     buf = io.BytesIO(data)
+    where = os.fspath(path)
     parts = []
     for name in _PICKLE_FIELDS:
         try:
             parts.append(_SafeUnpickler(buf, encoding="latin1").load())
+        except _RefusedGlobal:
+            raise
         except EOFError as e:
-            raise ValueError(f"{os.fspath(path)} ends before the {name!r} pickle (8 expected)") from e
+            raise DatasetFormatError(
+                f"{where} ends before the {name!r} pickle (8 expected); expected {_MHCH_FORMAT}"
+            ) from e
+        except _DECODE_ERRORS as e:
+            raise DatasetFormatError(
+                f"{where}: the {name!r} pickle is corrupt ({type(e).__name__}: {e}); expected {_MHCH_FORMAT}"
+            ) from e
+    try:
+        return _dialogues(parts, where)
+    except DatasetFormatError:
+        raise
+    except _DECODE_ERRORS as e:
+        raise DatasetFormatError(
+            f"{where}: the pickles do not hold per-dialogue lists ({type(e).__name__}: {e}); expected {_MHCH_FORMAT}"
+        ) from e
+
+
+def _dialogues(parts: list, where: str) -> list[Dialogue]:
+    """The :class:`Dialogue` list from the eight decoded field lists of one split file."""
     n = len(parts[0])
     if any(len(p) != n for p in parts):
-        raise ValueError(f"{os.fspath(path)}: the eight lists differ in length {[len(p) for p in parts]}")
+        lengths = [len(p) for p in parts]
+        raise DatasetFormatError(
+            f"{where}: the eight lists differ in length {lengths}; expected {_MHCH_FORMAT}"
+        )
     out = []
     for ids, sl, dl, sid, role, hand, senti, score in zip(*parts):
         dl = int(dl)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._common import DatasetFormatError
+
 __all__ = [
     "gaussian_psf",
     "degrade_spatial",
@@ -29,6 +31,8 @@ __all__ = [
     "gaussian_srf",
     "load_mat_scene",
 ]
+
+_MAT_FORMAT = "a MATLAB .mat file (v5/v7, read by scipy.io.loadmat, or v7.3 HDF5) holding an H×W×L array"
 
 FWHM_PER_SIGMA = 2.35482
 """Full width at half maximum of a Gaussian in units of its standard deviation, 2·√(2·ln 2)."""
@@ -268,11 +272,39 @@ def _read_h5(path: str | os.PathLike, key: str) -> np.ndarray:
     from attnkit._optional import require
 
     h5py = require("h5py", extra="tasks", feature="reading MATLAB v7.3 .mat files")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetFormatError(
+            f"{os.fspath(path)}: corrupt HDF5 (MATLAB v7.3) data ({e}); expected {_MAT_FORMAT}"
+        ) from e
+    with f:
         if key not in f:
             raise KeyError(f"{os.fspath(path)} has no variable {key!r}; variables: {sorted(f.keys())}")
         arr = np.asarray(f[key])
     return arr.transpose(tuple(range(arr.ndim))[::-1])  # HDF5 stores MATLAB arrays column-major
+
+
+def _read_mat(path: str | os.PathLike, key: str) -> np.ndarray:
+    """The variable ``key`` of a v5/v7 (scipy) or v7.3 (HDF5) ``.mat`` file; decode errors name the file."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(path)
+    except (NotImplementedError, ValueError) as e:  # MATLAB v7.3 is HDF5 (scipy raises NotImplementedError)
+        if _is_hdf5(path):
+            return _read_h5(path, key)
+        raise DatasetFormatError(
+            f"{os.fspath(path)}: not a readable .mat file ({e}); expected {_MAT_FORMAT}"
+        ) from e
+    except (OSError, EOFError, IndexError, TypeError, KeyError) as e:  # truncated or corrupt v5 streams
+        raise DatasetFormatError(
+            f"{os.fspath(path)}: truncated or corrupt .mat file ({type(e).__name__}: {e}); expected {_MAT_FORMAT}"
+        ) from e
+    if key not in mat:
+        names = sorted(k for k in mat if not k.startswith("__"))
+        raise KeyError(f"{os.fspath(path)} has no variable {key!r}; variables: {names}")
+    return np.asarray(mat[key])
 
 
 def load_mat_scene(path: str | os.PathLike, key: str = "REF", normalize: bool = True) -> torch.Tensor:
@@ -294,23 +326,13 @@ def load_mat_scene(path: str | os.PathLike, key: str = "REF", normalize: bool = 
     Raises:
         FileNotFoundError: no such file.
         KeyError: the variable is missing (the message lists the variables present).
+        DatasetFormatError: (a ``ValueError``) the file is truncated, corrupt or not a ``.mat`` file;
+            the message names it and the formats read.
         ValueError: the variable is not a 3-D array.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such .mat file: {os.fspath(path)}")
-    import scipy.io
-
-    try:
-        mat = scipy.io.loadmat(path)
-    except (NotImplementedError, ValueError):  # MATLAB v7.3 is HDF5 (scipy raises NotImplementedError)
-        if not _is_hdf5(path):
-            raise
-        arr = _read_h5(path, key)
-    else:
-        if key not in mat:
-            names = sorted(k for k in mat if not k.startswith("__"))
-            raise KeyError(f"{os.fspath(path)} has no variable {key!r}; variables: {names}")
-        arr = np.asarray(mat[key])
+    arr = _read_mat(path, key)
     if arr.ndim != 3:
         raise ValueError(f"variable {key!r} must be an H×W×L array, got shape {arr.shape}")
     x = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32).transpose(2, 0, 1)))

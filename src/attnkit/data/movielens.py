@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .._optional import require
+from .._runtime import cache_dir as cache_root
 
 __all__ = ["MovieLens", "load_movielens", "encode_texts", "item_texts", "POSITIVE_RATING", "TEXT_DIM"]
 
@@ -70,14 +71,6 @@ class MovieLens:
             f"MovieLens(users={self.n_users}, items={self.n_items}, train={len(self.train)}, "
             f"val={len(self.val)}, test={len(self.test)}, features={f})"
         )
-
-
-def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get("ATTNKIT_CACHE"):
-        return Path(os.environ["ATTNKIT_CACHE"]) / "movielens"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attnkit" / "movielens"
 
 
 def item_texts(titles, years, genres) -> list[str]:
@@ -161,8 +154,11 @@ def _cached_features(texts: list[str], cache_dir: Path) -> np.ndarray:
     key = hashlib.sha256(("\n".join([_ENCODER, *texts])).encode("utf-8")).hexdigest()[:16]
     path = cache_dir / f"minilm_{len(texts)}_{key}.npy"
     if path.is_file():
-        arr = np.load(path, allow_pickle=False)
-        if arr.shape == (len(texts), TEXT_DIM):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError):  # a truncated or corrupt cache file: encode again
+            arr = None
+        if arr is not None and arr.shape == (len(texts), TEXT_DIM):
             return arr
     arr = encode_texts(texts)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +245,8 @@ def load_movielens(
 
     feats = None
     if features:
-        feats = torch.from_numpy(_cached_features(texts, _cache_dir(cache_dir)))  # (n_items, 384)
+        folder = Path(cache_dir) if cache_dir is not None else cache_root("movielens")
+        feats = torch.from_numpy(_cached_features(texts, folder))  # (n_items, 384)
     return MovieLens(
         train=as_tensor(parts["train"]),
         val=as_tensor(parts["val"]),

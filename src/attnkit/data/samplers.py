@@ -1,6 +1,6 @@
 """Samplers whose order depends on (seed, epoch) only, and exact (unpadded) evaluation sharding.
 
-Measurement spec §4.4: the training order of an epoch is a function of ``(seed, epoch)`` only, so a
+The training order of an epoch is a function of ``(seed, epoch)`` only, so a
 resumed run sees the same batches as an uninterrupted one; the epoch is set with ``set_data_epoch``
 (deliberately **not** ``set_epoch``, which Lightning Fabric's loader wrapper would call with its own
 ``iter()`` count that restarts at 0 after a resume). Evaluation shards without padding so that each

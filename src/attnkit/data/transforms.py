@@ -2,7 +2,8 @@
 
 The ops follow torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` semantics on a
 single ``(C, H, W)`` float image in ``[0, 1]`` and normalise last, so zero padding happens in pixel space
-before normalisation (backbones spec §4.1, "augmentation order").
+before normalisation, as torchvision's ``Compose([RandomCrop(size, padding), RandomHorizontalFlip(),
+ToTensor(), Normalize(...)])`` pads the un-normalised image.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class TensorAugment:
         ``(C, H, W)`` float in ``[0, 1]`` -> ``(C, crop_h, crop_w)`` normalised.
 
     Randomness comes from torch's global generator, which the training loop seeds from
-    ``(seed, rank, epoch)`` at the start of every epoch (measurement spec §4.3).
+    ``(seed, rank, epoch)`` at the start of every epoch.
 
     Deviations:
         Equivalent to torchvision's ``RandomCrop(size, padding=p, fill=0)`` +

