@@ -119,3 +119,11 @@ def test_cpu_unet_backbone_of_the_experiment():
     with torch.no_grad():
         assert torch.equal(plain(x, t).sample, cs1(x, t).sample)
     assert feature_module(cs1) is cs1.conv_norm_out
+    torch.manual_seed(0)
+    small = build_backbone("unet-small", img_size=28, lsc_scaling="cs", kappa=1.0)
+    assert _n(small) == 636_465 and small._attnkit_scalelong.channels == [16, 16, 16, 32, 32, 64]
+    torch.manual_seed(0)
+    ref = build_backbone("unet-small", img_size=28, lsc_scaling="none")
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 800])
+    with torch.no_grad():
+        assert torch.equal(small(x, t).sample, ref(x, t).sample)

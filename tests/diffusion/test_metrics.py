@@ -43,6 +43,7 @@ def test_feature_net_proxy_fid_and_saving(tmp_path):
     net = FeatureNet(img_size=8).eval()
     assert sum(p.numel() for p in net.parameters()) == 320 + 18496 + 65600 + 650
     assert FeatureNet(img_size=32).features(torch.randn(2, 1, 32, 32)).shape == (2, 64)
+    assert FeatureNet(img_size=28).features(torch.randn(2, 1, 28, 28)).shape == (2, 64)
     x = torch.randn(200, 1, 8, 8)
     assert proxy_fid(x, x, net) == pytest.approx(0.0, abs=1e-6)
     assert proxy_fid(x + 1.0, x, net) > proxy_fid(x + 0.1, x, net) > 0

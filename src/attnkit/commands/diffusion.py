@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--data", default="digits", help="digits | fashion-mnist")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--train-subset", type=int, default=None)
-    t.add_argument("--backbone", default="uvit-tiny", help="uvit-tiny | uvit-tiny16 | unet-tiny")
+    t.add_argument("--backbone", default="uvit-tiny", help="uvit-tiny | uvit-tiny16 | unet-tiny | unet-small")
     t.add_argument("--patch-size", type=int, default=None)
     t.add_argument("--lsc", default="none", help="none | sqrt2 | cs | ls | ls_nonshared (ScaleLong)")
     t.add_argument("--kappa", type=float, default=0.5)

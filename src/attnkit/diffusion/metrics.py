@@ -127,11 +127,13 @@ class FeatureNet(nn.Module):
 
     conv 1→32 (3×3, pad 1), ReLU, conv 32→64 (3×3, pad 1), ReLU, max-pool 2, flatten, Linear(1024 → 64),
     ReLU (the features), Linear(64 → classes). For 8×8 digits this is exactly that stack; larger inputs are
-    first average-pooled to 16×16, and the pooled map is average-pooled to 4×4, so the Linear stays 1024 → 64.
+    first average-pooled to 16×16 (a plain k×k average for multiples of 16, ``adaptive_avg_pool2d`` for
+    others such as the unpadded 28×28 Fashion-MNIST), and the pooled map is average-pooled to 4×4, so the
+    Linear stays 1024 → 64.
 
     Args:
         in_chans: image channels.
-        img_size: input size (8 for digits, 32 for padded Fashion-MNIST); must be 8 or a multiple of 16.
+        img_size: input size (8 for digits, 28 or 32 for Fashion-MNIST); must be 8 or at least 16.
         num_classes: classifier outputs.
         feature_dim: width of the feature layer.
 
@@ -139,17 +141,22 @@ class FeatureNet(nn.Module):
         ``forward``: (N, C, H, W) → (N, num_classes); ``features``: (N, C, H, W) → (N, feature_dim).
 
     Raises:
-        ValueError: an ``img_size`` that is neither 8 nor a multiple of 16.
+        ValueError: an ``img_size`` that is neither 8 nor at least 16.
     """
 
     def __init__(self, in_chans: int = 1, img_size: int = 8, num_classes: int = 10, feature_dim: int = 64):
         super().__init__()
-        if img_size != 8 and img_size % 16:
-            raise ValueError(f"img_size must be 8 or a multiple of 16, got {img_size}")
+        if img_size != 8 and img_size < 16:
+            raise ValueError(f"img_size must be 8 or at least 16, got {img_size}")
         self.config = dict(
             in_chans=in_chans, img_size=img_size, num_classes=num_classes, feature_dim=feature_dim
         )
-        self.down = nn.AvgPool2d(img_size // 16) if img_size > 16 else nn.Identity()
+        if img_size <= 16:
+            self.down = nn.Identity()
+        elif img_size % 16 == 0:
+            self.down = nn.AvgPool2d(img_size // 16)  # (N, C, 16, 16)
+        else:
+            self.down = nn.AdaptiveAvgPool2d(16)  # (N, C, 16, 16), overlapping windows
         self.body = nn.Sequential(
             nn.Conv2d(in_chans, 32, 3, padding=1),
             nn.ReLU(),

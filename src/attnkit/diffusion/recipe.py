@@ -22,8 +22,14 @@ from .uvit import UViT, uvit_tiny
 
 __all__ = ["BACKBONES", "build_backbone", "feature_module", "build_optimizer", "make_ema", "save_image_grid"]
 
-BACKBONES = ("uvit-tiny", "uvit-tiny16", "unet-tiny")
-"""Backbone names: U-ViT tiny at depth 12 (N = 6) and 16 (N = 8), and diffusers' UNet2DModel (32, 64)."""
+BACKBONES = ("uvit-tiny", "uvit-tiny16", "unet-tiny", "unet-small")
+"""Backbone names: U-ViT tiny at depth 12 (N = 6) and 16 (N = 8), and diffusers' UNet2DModel (32, 64)
+(2 levels, 2 resnets per level) and (16, 32, 64) (3 levels, 1 resnet per level; the Fashion-MNIST run)."""
+
+_UNETS = {  # name: (block_out_channels, layers_per_block)
+    "unet-tiny": ((32, 64), 2),
+    "unet-small": ((16, 32, 64), 1),
+}
 
 
 def build_backbone(
@@ -38,8 +44,10 @@ def build_backbone(
     """A small denoiser ``model(x_t, t) -> ε̂`` with ScaleLong applied.
 
     Args:
-        name: ``"uvit-tiny"`` (D 64, depth 12, 4 heads), ``"uvit-tiny16"`` (depth 16) or ``"unet-tiny"``
-            (diffusers ``UNet2DModel``, block_out_channels (32, 64), 2 layers per block, GroupNorm 8).
+        name: ``"uvit-tiny"`` (D 64, depth 12, 4 heads), ``"uvit-tiny16"`` (depth 16), ``"unet-tiny"``
+            (diffusers ``UNet2DModel``, block_out_channels (32, 64), 2 layers per block, GroupNorm 8; N = 6
+            skips, 917,889 parameters) or ``"unet-small"`` ((16, 32, 64), 1 layer per block, GroupNorm 8;
+            N = 6 skips, 636,465 parameters; ``img_size`` divisible by 4, e.g. 28).
         img_size: H = W of the data.
         in_chans: C.
         lsc_scaling: ScaleLong variant (see :data:`attnkit.diffusion.LSC_SCALINGS`).
@@ -47,7 +55,7 @@ def build_backbone(
         patch_size: U-ViT patch (default 2 for 8×8 images, else 4).
 
     Returns:
-        The model; for ``"unet-tiny"`` ScaleLong is applied with :func:`apply_scalelong` and its handle is
+        The model; for the ``"unet-*"`` backbones ScaleLong is applied with :func:`apply_scalelong` and its handle is
         kept as ``model._attnkit_scalelong``.
 
     Raises:
@@ -65,16 +73,17 @@ def build_backbone(
             lsc_scaling=lsc_scaling,
             kappa=kappa,
         )
-    if name == "unet-tiny":
+    if name in _UNETS:
         diffusers = require("diffusers", extra="diffusion")
+        channels, layers = _UNETS[name]
         unet = diffusers.UNet2DModel(
             sample_size=img_size,
             in_channels=in_chans,
             out_channels=in_chans,
-            block_out_channels=(32, 64),
-            layers_per_block=2,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
+            block_out_channels=channels,
+            layers_per_block=layers,
+            down_block_types=("DownBlock2D",) * len(channels),
+            up_block_types=("UpBlock2D",) * len(channels),
             norm_num_groups=8,
         )
         apply_scalelong(unet, lsc_scaling, kappa)

@@ -47,7 +47,7 @@ class DiffusionConfig:
         data: ``"digits"`` (1×8×8) or ``"fashion-mnist"`` (padded to 1×32×32), via :mod:`attnkit.data`.
         data_dir: where to look first for the files.
         train_subset: a seeded, class-stratified subset of the training images (None: all).
-        backbone: ``"uvit-tiny"``, ``"uvit-tiny16"`` or ``"unet-tiny"``.
+        backbone: ``"uvit-tiny"``, ``"uvit-tiny16"``, ``"unet-tiny"`` or ``"unet-small"``.
         patch_size: U-ViT patch (None: 2 for 8×8, 4 otherwise).
         lsc: the ScaleLong variant (``none``, ``sqrt2``, ``cs``, ``ls``, ``ls_nonshared``).
         kappa: κ for ``cs``.
