@@ -1,18 +1,26 @@
-"""ScaleLong at CPU scale: DDPM training of a tiny U-ViT on real data, LSC variants paired within a seed.
+"""ScaleLong at CPU scale: DDPM training on real data, LSC variants paired within a seed.
 
 Every arm of a seed trains in lockstep on the same batches, timesteps and noise (one generator stream),
-from the same backbone initialisation; the arms' steps are interleaved, so the per-step cost ratios are
-measured side by side. Sample quality is a proxy FID on a FeatureNet trained here on the same real data.
+from the same backbone initialisation; the arms' steps are interleaved (in an order that rotates every
+step), so the per-step cost ratios are measured side by side. Sample quality is a proxy FID on a FeatureNet
+trained on the same real data.
 
-    python benchmarks/scalelong_ddpm.py --profile quick        # digits 8x8, 1 seed
-    python benchmarks/scalelong_ddpm.py --profile main         # Fashion-MNIST 32x32, 3 seeds + a second-lr phase
+    python benchmarks/scalelong_ddpm.py --profile quick        # digits 8x8, U-ViT tiny, 1 seed
+    python benchmarks/scalelong_ddpm.py --profile main         # Fashion-MNIST 32x32, U-ViT tiny patch 8
+    python benchmarks/scalelong_ddpm.py --profile fm28 --seeds 0 --stem scalelong_fm28_s0   # one process per
+    python benchmarks/scalelong_ddpm.py --profile fm28 --seeds 1 --stem scalelong_fm28_s1   # seed, in parallel
+    python benchmarks/scalelong_ddpm.py --merge scalelong_fm28_s0 scalelong_fm28_s1 --stem scalelong_fm28
+
+``fm28`` is Fashion-MNIST at its native 28x28 on diffusers' UNet2DModel (16, 32, 64) ("unet-small", N = 6
+skips), the backbone that learns recognisable items within a CPU budget. ``--merge`` combines the per-seed
+files of parallel runs into one table, curve figure and best-arm grid.
 
 Phases: "main" (every arm, ``--lr``, all seeds) and "second" (``none`` and ``cs0.5`` at ``--second-lr``, one
-seed). By default main is the official lr 2e-4 and second the lr-1e-3 stress arm; the CPU run of the docs
-swaps them (``--lr 1e-3 --second-lr 2e-4``) because at 2e-4 the tiny model does not leave its initial loss
-plateau within the CPU budget.
+seed). By default main is the official lr 2e-4 and second the lr-1e-3 stress arm; the CPU runs of the docs
+use ``--lr 1e-3`` for main because at 2e-4 the tiny models do not leave their initial loss plateau within
+the CPU budget.
 
-Writes ``benchmarks/results/scalelong_ddpm_<profile>.{json,md}``, ``..._curves.png``, ``..._samples.png``.
+Writes ``benchmarks/results/<stem>.{json,md}``, ``<stem>_<phase>_curves.png``, ``<stem>_samples_*.png``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from attnkit.diffusion import (  # noqa: E402
     feature_module,
     feature_statistics,
     frechet_distance,
+    load_feature_net,
     make_ema,
     save_feature_net,
     save_image_grid,
@@ -65,6 +74,21 @@ PROFILES = {
         subset=None,
         eval_every=100,
         feature_epochs=30,
+        second_seeds=[0],
+        second_arms=["none", "cs0.5"],
+    ),
+    "fm28": dict(
+        dataset="fashion-mnist",
+        pad_to=None,
+        backbone="unet-small",
+        arms=["none", "cs0.5", "ls_nonshared"],
+        patch_size=None,
+        seeds=[0, 1, 2],
+        steps=800,
+        subset=None,
+        ref_subset=10000,
+        feature_epochs=1,
+        eval_every=200,
         second_seeds=[0],
         second_arms=["none", "cs0.5"],
     ),
@@ -121,7 +145,8 @@ def run_seed(seed, arms, args, data, ref_stats, feat_net, lr, tag):
     for step in range(1, args.steps + 1):
         x0 = x_all[torch.randint(0, len(x_all), (args.batch_size,), generator=g)]
         t, noise = sched.draw(x0, g)
-        for name in arms:  # interleaved: every arm does this step before any does the next
+        k = step % len(arms)  # interleaved, in a rotating order (no arm always runs first)
+        for name in arms[k:] + arms[:k]:
             r = runs[name]
             t0 = time.perf_counter()
             loss = sched.loss(r["model"], x0, t=t, noise=noise)
@@ -265,13 +290,73 @@ def plot(per_seed, arms, path, title):
     plt.close(fig)
 
 
+def write_report(result, out, stem, header):
+    """The markdown tables of every phase in ``result``, under ``header``; returns the text."""
+    md = [
+        f"### {tg}: lr {result[tg]['lr']}, seeds {result[tg]['seeds']}, {result['steps']} steps, "
+        f"batch {result['batch_size']}\n\n" + table(result[tg]["rows"], len(result[tg]["seeds"]))
+        for tg in ("main", "second")
+        if tg in result
+    ]
+    text = header + "\n\n".join(md) + "\n"
+    atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=1, default=str))
+    atomic_write_text(out / f"{stem}.md", text)
+    return text
+
+
+def _header(result):
+    return (
+        f"ScaleLong CPU experiment, profile {result['profile']}: {result['dataset']} {result['image_shape']}, "
+        f"{result['n_train']} train images, {result['backbone']} (patch {result['patch_size']}), warm-up "
+        f"{result['warmup']}; FeatureNet test accuracy {result['feature_net_accuracy']:.4f}; real-vs-real "
+        f"proxy FID floor {result['fid_floor']:.3f}; {result['eval_samples']} EMA samples, "
+        f"DDIM-{result['sample_steps']}; best arm {result.get('best_arm')}; wall "
+        f"{result['wall_s'] / 60:.1f} min (per process) on 1 thread of a shared, heavily loaded 2-core CPU.\n"
+        "Ratios are arm / none within a seed (mean ± std over seeds); 'none/arm steps' > 1 means the arm "
+        "reached 1.1 × the seed's best final proxy FID in fewer steps.\n\n"
+    )
+
+
+def merge(stems, out, stem):
+    """Combine the result files of runs of the same profile over different seeds (one process each)."""
+    parts = [json.loads((out / f"{st}.json").read_text()) for st in stems]
+    result = dict(parts[0], merged_from=list(stems), wall_s=max(p["wall_s"] for p in parts))
+    for tag in ("main", "second"):
+        have = [p for p in parts if tag in p]
+        if not have:
+            continue
+        done = [s for p in have for s in p[tag]["per_seed"]]
+        arms = list(done[0])
+        result[tag] = dict(
+            lr=have[0][tag]["lr"],
+            seeds=[sd for p in have for sd in p[tag]["seeds"]],
+            rows=aggregate(done, arms),
+            per_seed=done,
+        )
+        plot(
+            done, arms, out / f"{stem}_{tag}_curves.png", f"{result['dataset']} {tag} lr {result[tag]['lr']}"
+        )
+    rows = result["main"]["rows"]
+    best = min(rows, key=lambda r: r["proxy_fid_final"][2])["arm"]
+    result["best_arm"] = best
+    first = stems[0]  # the grids of the first part's first seed
+    for src, dst in (
+        (f"{first}_samples_{best}.png", f"{stem}_samples_best.png"),
+        (f"{first}_real.png", f"{stem}_real.png"),
+    ):
+        (out / dst).write_bytes((out / src).read_bytes())
+    text = write_report(result, out, stem, _header(result))
+    print(text, flush=True)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", choices=list(PROFILES), default="quick")
     p.add_argument("--steps", type=int)
     p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--arms", nargs="+", default=list(ARMS))
-    p.add_argument("--backbone", default="uvit-tiny")
+    p.add_argument("--arms", nargs="+", help="default: the profile's arms (else every arm)")
+    p.add_argument("--backbone", help="default: the profile's backbone (else uvit-tiny)")
     p.add_argument("--patch-size", type=int)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -284,40 +369,65 @@ def main(argv=None):
     p.add_argument("--sample-steps", type=int, default=10)
     p.add_argument("--probe-every", type=int, default=20)
     p.add_argument("--feature-epochs", type=int)
+    p.add_argument(
+        "--feature-net", type=Path, help="load this FeatureNet if it exists, else train and save it"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--stem", default=None, help="output file stem (default scalelong_ddpm_<profile>)")
+    p.add_argument("--merge", nargs="+", metavar="STEM", help="merge these result stems into --stem and exit")
     a = p.parse_args(argv)
+    if a.merge:
+        if not a.stem:
+            p.error("--merge needs --stem")
+        return merge(a.merge, a.out, a.stem)
     prof = PROFILES[a.profile]
     a.steps = a.steps or prof["steps"]
     a.seeds = a.seeds if a.seeds is not None else prof["seeds"]
     a.eval_every = a.eval_every or prof["eval_every"]
     a.patch_size = a.patch_size or prof["patch_size"]
     a.feature_epochs = a.feature_epochs or prof["feature_epochs"]
+    a.backbone = a.backbone or prof.get("backbone", "uvit-tiny")
+    a.arms = a.arms or prof.get("arms", list(ARMS))
+    if a.backbone.startswith("unet") and "ls" in a.arms:
+        raise SystemExit("the shared LS gate needs equal skip shapes; use ls_nonshared on conv UNets")
     torch.set_num_threads(1)
     t_start = time.time()
     x_tr, y_tr = diffusion_images(prof["dataset"], "train", subset=prof["subset"], pad_to=prof["pad_to"])
     x_te, y_te = diffusion_images(prof["dataset"], "test", pad_to=prof["pad_to"])
-    feat_net, acc = train_feature_net(x_tr, y_tr, x_te, y_te, epochs=a.feature_epochs)
     stem = a.stem or f"scalelong_ddpm_{a.profile}"
-    save_feature_net(
-        feat_net, acc, a.out / f"{stem}_featurenet.pt", notes=f"{prof['dataset']} {tuple(x_tr.shape)}"
-    )
-    ref = feature_statistics(x_tr, feat_net)
+    fn_path = a.feature_net or a.out / f"{stem}_featurenet.pt"
+    if a.feature_net is not None and a.feature_net.is_file():
+        feat_net, acc = load_feature_net(a.feature_net)
+    else:
+        feat_net, acc = train_feature_net(x_tr, y_tr, x_te, y_te, epochs=a.feature_epochs)
+        save_feature_net(feat_net, acc, fn_path, notes=f"{prof['dataset']} {tuple(x_tr.shape)}")
+    n_ref = prof.get("ref_subset") or len(x_tr)  # the reference statistics: all or a seeded subset
+    ref_idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(1))[:n_ref]
+    ref = feature_statistics(x_tr[ref_idx], feat_net)
     floor_idx = torch.randperm(len(x_te), generator=torch.Generator().manual_seed(0))[: a.eval_samples]
     floor = frechet_distance(*feature_statistics(x_te[floor_idx], feat_net), *ref)
     print(
         f"FeatureNet test accuracy {acc:.4f}; real-vs-real proxy FID floor ({a.eval_samples} test images "
-        f"vs {len(x_tr)} train) {floor:.3f}; setup {time.time() - t_start:.0f}s",
+        f"vs {n_ref} train) {floor:.3f}; setup {time.time() - t_start:.0f}s",
         flush=True,
     )
     result = dict(
         profile=a.profile,
         dataset=prof["dataset"],
+        image_shape=list(x_tr.shape[1:]),
+        backbone=a.backbone,
+        patch_size=a.patch_size,
+        warmup=a.warmup,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        eval_samples=a.eval_samples,
+        sample_steps=a.sample_steps,
         args={k: str(v) for k, v in vars(a).items()},
         env=env_metadata(),
         feature_net_accuracy=acc,
         fid_floor=floor,
         n_train=len(x_tr),
+        n_reference=n_ref,
     )
     # order: main seed 0, the stress seed(s), then the other main seeds, rendering after each, so that a
     # run stopped early leaves complete tables, curves and a sample grid for the seeds it finished
@@ -342,30 +452,14 @@ def main(argv=None):
         plot(done, arms, a.out / f"{stem}_{tag}_curves.png", f"{prof['dataset']} {tag} lr {lr}")
         if tag == "main":
             best = min(result[tag]["rows"], key=lambda r: r["proxy_fid_final"][2])["arm"]
+            if len(done) == 1:  # every arm's grid of the first seed (same x_T for every arm)
+                for name in arms:
+                    save_image_grid(done[0][name]["samples"], a.out / f"{stem}_samples_{name}.png")
             save_image_grid(done[0][best]["samples"], a.out / f"{stem}_samples_best.png")
-            save_image_grid(done[0]["none"]["samples"], a.out / f"{stem}_samples_none.png")
             save_image_grid(x_te[floor_idx[:64]], a.out / f"{stem}_real.png")
             result["best_arm"] = best
         result["wall_s"] = time.time() - t_start
-        atomic_write_text(a.out / f"{stem}.json", json.dumps(result, indent=1, default=str))
-        md = [
-            f"### {tg}: lr {result[tg]['lr']}, seeds {result[tg]['seeds']}, {a.steps} steps, batch {a.batch_size}"
-            + "\n\n"
-            + table(result[tg]["rows"], len(result[tg]["seeds"]))
-            for tg in ("main", "second")
-            if tg in result
-        ]
-        header = (
-            f"ScaleLong CPU experiment, profile {a.profile}: {prof['dataset']} {tuple(x_tr.shape[1:])}, "
-            f"{len(x_tr)} train images, {a.backbone} patch {a.patch_size}, warm-up {a.warmup}; FeatureNet test "
-            f"accuracy {acc:.4f}; real-vs-real proxy FID floor {floor:.3f}; {a.eval_samples} EMA samples, "
-            f"DDIM-{a.sample_steps}; best arm {result.get('best_arm')}; wall {result['wall_s'] / 60:.1f} min "
-            "so far on 1 thread of a shared, heavily loaded 2-core CPU.\n"
-            "Ratios are arm / none within a seed (mean ± std over seeds); 'none/arm steps' > 1 means the arm "
-            "reached 1.1 × the seed's best final proxy FID in fewer steps.\n\n"
-        )
-        atomic_write_text(a.out / f"{stem}.md", header + "\n\n".join(md) + "\n")
-        print(header + "\n\n".join(md), flush=True)
+        print(write_report(result, a.out, stem, _header(result)), flush=True)
     return 0
 
 
