@@ -125,6 +125,8 @@ class RunLock:
     ``fcntl`` is missing (Windows) the file is created exclusively and a stale one is recognised by its
     pid no longer running. Taking the lock also removes orphaned temporary files
     (:func:`clean_orphaned_temps`). Use as a context manager or with :meth:`acquire`/:meth:`release`.
+    Within one process the lock nests: a second ``RunLock`` on a folder the process already holds
+    succeeds (``attnkit ode train`` locks before writing its config, then ``train_corrector`` again).
 
     Args:
         folder: the run folder (created when missing).
@@ -135,11 +137,13 @@ class RunLock:
     """
 
     NAME = ".attnkit.lock"
+    _held: dict[str, list[int]] = {}  # resolved folder -> [fd, holders] of this process
 
     def __init__(self, folder: str | os.PathLike, what: str = "attnkit"):
         self.folder, self.what = Path(folder), what
         self.path = self.folder / self.NAME
         self._fd: int | None = None
+        self._key: str | None = None
 
     def _busy(self) -> RunLockedError:
         try:
@@ -147,8 +151,8 @@ class RunLock:
         except OSError:
             owner = "unknown"
         return RunLockedError(
-            f"run folder {self.folder} is in use by another process ({owner}); wait for it to finish, "
-            "or choose another --run-name/--out-dir (a lock of a dead process is taken over)"
+            f"run folder {self.folder} is in use by another process ({owner}); wait for it to finish "
+            "or use another run folder (a lock left by a dead process is taken over)"
         )
 
     def _acquire_flock(self, fcntl) -> None:
@@ -187,9 +191,14 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the folder (see the class); returns ``self``."""
-        if self._fd is not None:
+        if self._key is not None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
+        key = str(self.folder.resolve())
+        if key in RunLock._held:  # this process holds it already: nest
+            RunLock._held[key][1] += 1
+            self._key = key
+            return self
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -198,17 +207,22 @@ class RunLock:
             self._acquire_flock(fcntl)
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{self.what}, pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        RunLock._held[key], self._key = [self._fd, 1], key
         clean_orphaned_temps(self.folder)
         return self
 
     def release(self) -> None:
-        """Give the folder back (removes the lock file); a no-op when not held."""
-        if self._fd is None:
+        """Give the folder back (the outermost holder removes the lock file); a no-op when not held."""
+        if self._key is None:
             return
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        os.close(self._fd)  # closing drops the flock
-        self._fd = None
+        entry = RunLock._held[self._key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del RunLock._held[self._key]
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(entry[0])  # closing drops the flock
+        self._fd, self._key = None, None
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -74,15 +74,38 @@ def _check_resume_config(cfg: dict, cfg_path: Path) -> None:
         raise ValueError(f"--resume with a different configuration than {cfg_path}: {sorted(diff)}")
 
 
+def _check_cli_args(a: argparse.Namespace) -> None:
+    """The checks of the flags that only the command has (before any work)."""
+    import math
+
+    from ..ode.train import check_train_args
+
+    for k in ("n_train", "n_val", "steps", "reference_substeps"):
+        v = getattr(a, k)
+        if v is not None and v < 1:
+            raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {v}")
+    if a.dt is not None and not (math.isfinite(a.dt) and a.dt > 0):
+        raise ValueError(f"--dt must be a finite number > 0, got {a.dt}")
+    check_train_args(
+        iterations=a.iterations,
+        batch_size=a.batch_size,
+        val_every=a.val_every,
+        lr=a.lr,
+        loss_scale=a.loss_scale,
+        data_fraction=a.data_fraction,
+        noise_std=a.noise_std,
+    )
+
+
 def _train(a: argparse.Namespace) -> int:
     import torch
 
-    from .._io import atomic_write_json
-    from .._runtime import collect_env, set_threads
+    from .._io import RunLock
+    from .._runtime import set_threads
     from ..ode import CorrectedSolver, create_system
-    from ..ode.data import load_or_make
-    from ..ode.train import build_corrector, train_corrector
+    from ..ode.train import build_corrector, check_run_folder
 
+    _check_cli_args(a)
     threads = set_threads(a.threads)
     system = create_system(a.system)
     dt = system.default_dt if a.dt is None else a.dt
@@ -95,7 +118,18 @@ def _train(a: argparse.Namespace) -> int:
     corr = build_corrector(a.corrector, system.dim, hidden=a.hidden, **kw)  # bad names fail before any work
     solver = CorrectedSolver(a.base, corr, dt=dt)
     out = Path(a.out or f"runs/ode/{a.system}_{a.corrector}_{a.base}_{dt:g}")
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, a.resume)  # before config.json is rewritten
+    with RunLock(out, "attnkit ode train"):
+        return _train_locked(a, out, system, dt, solver, threads)
+
+
+def _train_locked(a: argparse.Namespace, out: Path, system, dt: float, solver, threads: int) -> int:
+    """``attnkit ode train`` with the run folder held: config, data, training."""
+    from .._io import atomic_write_json
+    from .._runtime import collect_env
+    from ..ode.data import load_or_make
+    from ..ode.train import train_corrector
+
     data_dir = Path(a.data_dir) if a.data_dir else out.parent / "data"
     cfg = vars(a).copy()
     cfg["dt"] = dt

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._io import CheckpointError, atomic_torch_save, safe_torch_load
+from .._io import CheckpointError, RunLock, atomic_torch_save, atomic_write_text, safe_torch_load
 from ._odeint import odeint
 from ._solvers import get_solver
 from .attns import AttNSRecon
@@ -36,7 +36,16 @@ from .metrics import blowup_rate, trajectory_mse
 from .neurvec import NeurVec, RationalActivation
 from .systems import ODESystem, create_system
 
-__all__ = ["build_corrector", "train_corrector", "TrainResult", "rollout", "load_checkpoint", "CORRECTORS"]
+__all__ = [
+    "build_corrector",
+    "train_corrector",
+    "check_train_args",
+    "check_run_folder",
+    "TrainResult",
+    "rollout",
+    "load_checkpoint",
+    "CORRECTORS",
+]
 
 CORRECTORS = ("neurvec", "attns", "attns_m", "linear", "zero")
 
@@ -51,8 +60,11 @@ def build_corrector(
     can rebuild it.
 
     Raises:
-        ValueError: unknown ``kind`` (the message lists the names).
+        ValueError: unknown ``kind`` (the message lists the names); ``hidden`` or ``dim`` below 1.
     """
+    for name, v in (("hidden", hidden), ("dim", dim)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     if kind == "neurvec":
         m = NeurVec(dim, hidden=hidden, dtype=dtype, **kwargs)
     elif kind in ("attns", "attns_m"):
@@ -116,10 +128,6 @@ def _prepare(
     noise_std: float,
     seed: int,
 ) -> dict[str, Tensor]:
-    if not 0.0 < data_fraction <= 1.0:
-        raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     g = torch.Generator().manual_seed(seed + 7919)
     n = traj.shape[1]
     keep = max(1, math.ceil(data_fraction * n))
@@ -191,18 +199,70 @@ def _non_finite(corr: nn.Module, it: int, out: Path | None) -> FloatingPointErro
     act = [mm for mm in corr.modules() if isinstance(mm, RationalActivation)]
     pole = any(a.has_real_pole() for a in act)
     return FloatingPointError(
-        f"non-finite loss at iteration {it}"
+        f"training diverged: non-finite loss at iteration {it}"
         + (" (the rational activation's denominator has a real root: a pole)" if pole else "")
         + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else "")
     )
 
 
-def _check_train_args(schedule: str, iterations: int, batch_size: int, val_every: int) -> None:
-    """Raise ``ValueError`` for an unknown ``schedule`` or a non-positive count of :func:`train_corrector`."""
+def check_train_args(schedule: str = "cosine", **values: Any) -> None:
+    """The one validation of :func:`train_corrector`'s settings (``attnkit ode train`` calls it first).
+
+    Args:
+        schedule: as :func:`train_corrector`.
+        **values: any of ``iterations``, ``batch_size``, ``val_every``, ``val_steps``, ``lr``,
+            ``loss_scale``, ``weight_decay``, ``data_fraction``, ``noise_std`` (missing ones are skipped).
+
+    Raises:
+        ValueError: an unknown ``schedule``; a count below 1; ``lr``/``loss_scale`` not a finite number
+            > 0; ``weight_decay``/``noise_std`` negative or not finite; ``data_fraction`` outside (0, 1].
+    """
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    if iterations < 1 or batch_size < 1 or val_every < 1:
-        raise ValueError("iterations, batch_size and val_every must be >= 1")
+    for k in ("iterations", "batch_size", "val_every", "val_steps"):
+        v = values.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{k} must be an integer >= 1, got {v!r}")
+    for k, lo_ok in (("lr", False), ("loss_scale", False), ("weight_decay", True), ("noise_std", True)):
+        v = values.get(k, 1.0)
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v >= 0 if lo_ok else v > 0)
+        if not ok:
+            raise ValueError(f"{k} must be a finite number {'>= 0' if lo_ok else '> 0'}, got {v!r}")
+    f = values.get("data_fraction", 1.0)
+    if not (isinstance(f, (int, float)) and 0.0 < f <= 1.0):
+        raise ValueError(f"data_fraction must be in (0, 1], got {f!r}")
+
+
+def check_run_folder(out: str | os.PathLike | None, resume: bool | str | None) -> None:
+    """Refuse to start a new run over an existing one (``last.pt`` present) unless resuming.
+
+    Raises:
+        FileExistsError: the message says how to continue the run or where else to write.
+    """
+    if out is not None and not resume and (Path(out) / "last.pt").exists():
+        raise FileExistsError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
+        )
+
+
+def _sync_metrics(out: Path, history: list) -> None:
+    """Make ``metrics.jsonl`` equal to the checkpoint's history (a fresh start empties it).
+
+    Rows written after the checkpoint (a kill between the row and the checkpoint) are dropped.
+    """
+    path = out / "metrics.jsonl"
+    if history or path.exists():
+        atomic_write_text(path, "".join(json.dumps(rec) + "\n" for rec in history))
+
+
+def _check_finite_state(corr: nn.Module, it: int, out: Path | None) -> None:
+    """Raise ``FloatingPointError`` (before a checkpoint) when a corrector tensor is NaN/inf."""
+    bad = [k for k, v in corr.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise FloatingPointError(
+            f"training diverged: non-finite corrector weights {bad[:3]} after iteration {it}"
+            + (f"; last good checkpoint kept at {out / 'last.pt'}" if out else "")
+        )
 
 
 def _snapshot(corr: nn.Module) -> dict:
@@ -267,8 +327,79 @@ def train_corrector(
         ValueError: bad arguments. FloatingPointError: a non-finite loss (the message names the cause,
             e.g. a pole of the rational activation; the last good checkpoint is kept).
         CheckpointError: a ``last.pt`` that cannot be loaded safely or is not an ODE checkpoint.
+        FileExistsError: ``out_dir`` holds a run (``last.pt``) and ``resume`` is not set.
+        RunLockedError: another live process writes ``out_dir`` (an ``OSError``).
     """
-    _check_train_args(schedule, iterations, batch_size, val_every)
+    check_train_args(
+        schedule,
+        iterations=iterations,
+        batch_size=batch_size,
+        val_every=val_every,
+        val_steps=val_steps,
+        lr=lr,
+        loss_scale=loss_scale,
+        weight_decay=weight_decay,
+        data_fraction=data_fraction,
+        noise_std=noise_std,
+    )
+    check_run_folder(out_dir, resume)
+    lock = RunLock(out_dir, "attnkit ode train") if out_dir is not None else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _train(
+            solver,
+            system,
+            train_traj,
+            val_traj,
+            iterations=iterations,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            loss_scale=loss_scale,
+            data_fraction=data_fraction,
+            noise_std=noise_std,
+            val_every=val_every,
+            val_steps=val_steps,
+            seed=seed,
+            out_dir=out_dir,
+            resume=resume,
+            log=log,
+            extra=extra,
+            stop_after=stop_after,
+            compile=compile,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(
+    solver: CorrectedSolver,
+    system: ODESystem,
+    train_traj: Tensor,
+    val_traj: Tensor | None,
+    *,
+    iterations: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    schedule: str,
+    loss_scale: float,
+    data_fraction: float,
+    noise_std: float,
+    val_every: int,
+    val_steps: int | None,
+    seed: int,
+    out_dir: str | os.PathLike | None,
+    resume: bool | str | None,
+    log: Callable[[str], Any],
+    extra: dict | None,
+    stop_after: int | None,
+    compile: bool,
+) -> TrainResult:
+    """The body of :func:`train_corrector` (arguments validated, run folder locked)."""
     corr = solver.corrector
     params = [p for p in corr.parameters() if p.requires_grad]
     if not params:
@@ -304,6 +435,8 @@ def train_corrector(
         **(extra or {}),
     }
     start, history, best_val, best_state = _resume(out, resume, corr, opt, gen, log)
+    if out is not None:
+        _sync_metrics(out, history)
 
     def meta(state: dict, it: int) -> dict:
         return {
@@ -351,6 +484,7 @@ def train_corrector(
                 best_val, best_state = v, _snapshot(corr)
             log("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
             if out is not None:
+                _check_finite_state(corr, done, out)
                 with open(out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
                 ck = {
@@ -368,6 +502,7 @@ def train_corrector(
     final_state = _snapshot(corr)
     final_val = history[-1].get("val_mse", math.nan) if history else math.nan
     if out is not None and it + 1 == iterations:
+        _check_finite_state(corr, iterations, out)
         atomic_torch_save({**meta(final_state, iterations), "val_mse": final_val}, out / "final.pt")
     corr.load_state_dict(best_state if best_state is not None else final_state)
     return TrainResult(
