@@ -94,8 +94,15 @@ class SearchConfig:
     select: str = "mode"
     seed: int = 666
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raises ValueError on an impossible setting (names the field)."""
+        """Raises ValueError on an impossible setting (names the field); run on construction."""
+        for k in ("policy_lr", "temperature"):
+            v = getattr(self, k, 1.0)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{k} must be a finite number > 0, got {v!r}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.samples_per_step < 1:

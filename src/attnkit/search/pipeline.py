@@ -29,6 +29,7 @@ Deviations:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,7 @@ from typing import Any
 import torch
 
 from .._config import dataclass_from_dict
-from .._io import atomic_torch_save, atomic_write_text
+from .._io import RunLock, atomic_torch_save, atomic_write_text, commit_file
 from ..models import ConnectionScheme
 from .ean import EANSearch, SearchConfig, SearchResult
 from .evaluate import HoldoutEvaluator, holdout_split
@@ -99,6 +100,47 @@ class PipelineConfig:
     out: str = "runs/search"
     device: str = "cpu"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """The one validation of the pipeline's settings, before any work (one line naming the field).
+
+        Raises:
+            ValueError: a learning rate not a finite number > 0, ``momentum`` outside [0, 1),
+                ``weight_decay`` < 0, ``supernet_p`` outside [0, 1], a count out of range, an unknown
+                ``supernet_schedule``/``retrain_scheduler``, or bad attention settings
+                (:func:`attnkit.train.config.check_attn_kwargs`).
+        """
+        from ..train.config import check_attn_kwargs
+
+        def num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        rules = [
+            ("supernet_lr", lambda v: num(v) and v > 0, "a finite number > 0"),
+            ("retrain_lr", lambda v: num(v) and v > 0, "a finite number > 0"),
+            ("momentum", lambda v: num(v) and 0 <= v < 1, "in [0, 1)"),
+            ("weight_decay", lambda v: num(v) and v >= 0, "a finite number >= 0"),
+            ("supernet_p", lambda v: num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+            ("supernet_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'"),
+            ("retrain_scheduler", lambda v: v in ("step", "cosine", "constant"), "step, cosine or constant"),
+        ]
+        rules += [
+            (k, lambda v: v >= 1, ">= 1") for k in ("batch_size", "eval_batch_size", "holdout_per_class")
+        ]
+        rules += [(k, lambda v: v >= 0, ">= 0") for k in ("supernet_epochs", "retrain_epochs")]
+        rules += [
+            ("bn_calibration_batches", lambda v: v >= 0, ">= 0"),
+            ("checkpoint_every", lambda v: v >= 1, ">= 1"),
+        ]
+        rules += [
+            (k, lambda v: v is None or v >= 1, ">= 1 (or none)")
+            for k in ("train_subset", "test_subset", "max_batches")
+        ]
+        for name, ok, rule in rules:
+            if not ok(getattr(self, name)):
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        for ak in self.attn_kwargs if isinstance(self.attn_kwargs, list) else [self.attn_kwargs or {}]:
+            check_attn_kwargs(self.attn, ak or {}, None, None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (``search`` nested)."""
@@ -201,7 +243,7 @@ def plot_search(
     ax.legend(fontsize=8)
     fig.tight_layout()
     p = d / "search_reward.png"
-    fig.savefig(p, dpi=120)
+    commit_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     paths.append(p)
 
@@ -222,7 +264,7 @@ def plot_search(
     ax.legend(fontsize=8)
     fig.tight_layout()
     p = d / "accuracy_vs_connected.png"
-    fig.savefig(p, dpi=120)
+    commit_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     paths.append(p)
     return paths
@@ -282,7 +324,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         ValueError: bad settings (unknown model/attention/dataset, a scheme that does not fit, a config
             that differs from the one saved in an existing run folder in a model/data field), or a
             state file in the run folder that ``torch.load(..., weights_only=True)`` refuses.
+        RunLockedError: another live process is writing the run folder (an ``OSError``).
+        FloatingPointError: the supernet training diverged (the message names the epoch and step).
     """
+    with RunLock(cfg.out, "attnkit search"):
+        return _run_locked(cfg)
+
+
+def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
+    """The body of :func:`run_pipeline`, with the run folder held."""
     from torch.utils.data import DataLoader
 
     from ..models import create_model

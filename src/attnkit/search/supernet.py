@@ -181,7 +181,10 @@ def train_supernet(
         ``model`` (trained in place, left in eval mode with its original scheme).
 
     Raises:
-        ValueError: ``epochs < 0`` or an unknown ``lr_schedule``.
+        ValueError: ``epochs < 0`` or an unknown ``lr_schedule`` (the other settings are checked by
+            :class:`attnkit.search.PipelineConfig`).
+        FloatingPointError: a non-finite loss (the message names the epoch and step); the optimizer step
+            is skipped and ``supernet.pt`` keeps the last finite epoch.
     """
     from tqdm.auto import tqdm
 
@@ -232,10 +235,20 @@ def train_supernet(
             x, y = x.to(device), y.to(device)
             out = net(x)
             loss = F.cross_entropy(out, y)
+            lv = float(loss.detach())  # the one sync per step (the running sum needs it anyway)
+            if not math.isfinite(lv):
+                kept = (
+                    f"the last finite checkpoint {ckpt} is kept" if ckpt is not None and ckpt.exists() else ""
+                )
+                raise FloatingPointError(
+                    f"training diverged: non-finite supernet loss ({lv}) at epoch {epoch}, step {bi + 1}"
+                    + (f"; {kept}" if kept else "")
+                    + "; lower --lr"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss.detach()) * y.numel()
+            loss_sum += lv * y.numel()
             correct += int((out.argmax(1) == y).sum())
             tot += y.numel()
         sched.step()
