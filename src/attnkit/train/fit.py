@@ -212,14 +212,14 @@ def _start_files(run: _Run) -> None:
     )
     atomic_write_json(config.run_dir / "env.json", env)
     logger.info(
-        "run %s: %s params %s, %d train / %d test images, world size %d, %d threads, %s",
+        "run %s: %s params %s, %d train / %d test images, world size %d, %s, %s",
         config.run_dir,
         config.model,
         f"{run.params:,}",
         len(data.train),
         len(data.test),
         engine.world_size,
-        run.threads,
+        f"{run.threads} thread{'' if run.threads == 1 else 's'}",
         data.notes,
     )
 
@@ -371,9 +371,9 @@ def _summary(run: _Run) -> dict[str, Any]:
     write_report(run_dir / "report.md", summary, has_curves)
     logger.info(
         "done: best eval top1 %s (epoch %s), final %s, %.1f s",
-        summary["best_eval_top1"],
+        "-" if summary["best_eval_top1"] is None else f"{summary['best_eval_top1']:.2f}",
         summary["best_epoch"],
-        summary["final_eval_top1"],
+        "-" if summary["final_eval_top1"] is None else f"{summary['final_eval_top1']:.2f}",
         summary["wall_time_s"],
     )
     return summary
