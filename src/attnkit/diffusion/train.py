@@ -24,6 +24,7 @@ import torch
 
 from .._config import dataclass_from_dict
 from .._io import atomic_torch_save, atomic_write_text
+from ..train.build import check_finite_loss
 from ..train.checkpoint import rng_state, set_rng_state
 from ..train.loop import use_bar
 from ..train.report import MetricsWriter, write_json
@@ -251,6 +252,7 @@ def train_diffusion(config: DiffusionConfig | dict[str, Any]) -> dict[str, Any]:
         model.train()
         x0 = x[torch.randint(0, len(x), (config.batch_size,), generator=gen, device=device)]
         loss = schedule.loss(model, x0, generator=gen)
+        check_finite_loss(loss, f"step {step}", run_dir / "checkpoints" / "last.pt")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = monitor.record(loss.detach(), step=step)

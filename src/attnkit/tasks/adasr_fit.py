@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..train.build import check_finite_loss
 from .adasr_nets import LearnablePSF, LearnableSRF, RotationAugmentor, SpectralUpNet, rotate
 
 __all__ = ["ADASRConfig", "ADASRResult", "fit_adasr", "hsi_metrics"]
@@ -154,6 +155,7 @@ def _stage1(y, z, targets, dy, dz, aug, cfg, gen, log_every, history):
             tg = None if targets is None else (rotate(targets[0], theta), rotate(targets[1], theta))
             loss_g, _ = _degradation_loss(dy, dz, yg, zg, tg, cfg.supervision)
             loss = loss + loss_g
+        check_finite_loss(loss, f"stage 1, iteration {it}")
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
@@ -172,6 +174,7 @@ def _stage2(y, z, dy, dz, up, cfg, log_every, history):
         dz_z = dz(z)  # (1, M, h, w): frozen, so computed once
     for it in range(cfg.stage2_iters):
         loss = F.l1_loss(up(dz_z), y) + cfg.spectral_weight * F.l1_loss(dy(up(z)), z)
+        check_finite_loss(loss, f"stage 2, iteration {it}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

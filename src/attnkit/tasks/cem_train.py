@@ -20,6 +20,7 @@ import torch
 
 from attnkit.data.dialogue import Dialogue, collate_dialogues
 
+from ..train.build import check_finite_loss
 from .cem_loss import cem_loss, mhch_metrics
 from .cem_model import CEM
 
@@ -126,6 +127,7 @@ def train_cem(
         losses = []
         for batch in _batches(order, batch_size, t_max, max_tokens):
             loss, parts = cem_loss(_forward(model, batch), batch, model=model, **kw)
+            check_finite_loss(loss, f"epoch {epoch}, step {len(losses) + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -282,3 +283,22 @@ def diverged(err: BaseException, last: Path) -> FloatingPointError:
             state = "unreadable"
         kept = f"the last finite checkpoint {last} ({state}) is kept and no final weights were written"
     return FloatingPointError(f"{err}; {kept}; lower --lr or set --grad-clip")
+
+
+def check_finite_loss(loss, where: str, kept: str | os.PathLike | None = None) -> None:
+    """Raise ``FloatingPointError`` when ``loss`` (a tensor or a number) is NaN/inf: a diverged training.
+
+    For the trainers that read their loss every step anyway (diffusion, recommenders, CEM, ADASR): call
+    it before ``optimizer.step()`` so the weights stay finite.
+
+    Args:
+        loss: the step's loss.
+        where: the position, for the message (``"epoch 3, step 17"``, ``"iteration 250"``).
+        kept: the last checkpoint, named in the message when it exists.
+    """
+    v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(v):
+        keep = (
+            f"; the last finite checkpoint {kept} is kept" if kept is not None and Path(kept).exists() else ""
+        )
+        raise FloatingPointError(f"training diverged: non-finite loss ({v}) at {where}{keep}; lower the lr")
