@@ -25,6 +25,7 @@ __all__ = [
     "Heun2",
     "RK4",
     "RK4Classic",
+    "RK8",
     "Leapfrog",
     "Exact",
     "register_solver",
@@ -170,6 +171,53 @@ class RK4Classic(Solver):
         k3 = func(t + half, y + half * k2)
         k4 = func(t + dt, y + dt * k3)
         return y + (dt / 6.0) * (k1 + 2 * (k2 + k3) + k4)
+
+
+@register_solver("rk8")
+class RK8(Solver):
+    """Fixed-step 8th-order Runge-Kutta with the DOP853 tableau (12 stages, no error control).
+
+    The 12 main stages of Dormand and Prince's DOP853 and its 8th-order weights ``b``, stepped at a
+    fixed ``h``; the embedded error estimates and dense output are not used. The coefficients are read
+    from scipy (``scipy.integrate._ivp.dop853_coefficients``, the same numbers as Hairer's Fortran
+    ``dop853.f``) once, in float64, and cast to the state's dtype.
+
+    Shape:
+        ``y`` ``(*batch, d)`` -> same shape and dtype.
+
+    Reference:
+        Hairer, Norsett, Wanner, "Solving Ordinary Differential Equations I", 2nd ed., Springer 1993,
+        section II.10 (DOP853); E. Hairer's ``dop853.f``.
+
+    Deviations:
+        A fixed-step solver: DOP853 is adaptive; here the step is the caller's ``dt``.
+    """
+
+    order, nfe = 8, 12
+
+    def __init__(self) -> None:
+        super().__init__()
+        from scipy.integrate._ivp import dop853_coefficients as c
+
+        n = c.N_STAGES
+        # a[i] = row i of the Butcher matrix (only its first i entries are non-zero)
+        self._a = [[float(v) for v in c.A[i, :i]] for i in range(n)]
+        self._b = [float(v) for v in c.B[:n]]
+        self._c = [float(v) for v in c.C[:n]]
+
+    def step(self, func, t, y, dt, f0=None):
+        ks = [func(t, y) if f0 is None else f0]
+        for i in range(1, len(self._b)):
+            acc = ks[0] * self._a[i][0]
+            for j in range(1, i):
+                if self._a[i][j] != 0.0:
+                    acc = acc + ks[j] * self._a[i][j]
+            ks.append(func(t + self._c[i] * dt, y + dt * acc))
+        inc = ks[0] * self._b[0]
+        for j in range(1, len(ks)):
+            if self._b[j] != 0.0:
+                inc = inc + ks[j] * self._b[j]
+        return y + dt * inc
 
 
 @register_solver("leapfrog")

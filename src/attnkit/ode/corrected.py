@@ -129,7 +129,8 @@ class CorrectedSolver(Solver):
         """
         if not isinstance(y, Tensor):
             raise ValueError("CorrectedSolver needs a single-tensor state (*batch, d), not a tuple")
-        self.check(dt, self.base)
+        if not torch.compiler.is_compiling():  # checked once before tracing (``fast_rollout``) instead
+            self.check(dt, self.base)
         if f0 is None:
             f0 = func(t, y)
         y_base = self.base.step(func, t, y, dt, f0=f0)
