@@ -407,6 +407,13 @@ def safe_torch_load(path: str | os.PathLike, *, what: str = "checkpoint", map_lo
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80") or "Unsupported operand" in str(e):
+            raise CheckpointError(  # a text file, random bytes: no torch zip archive, no pickle
+                f"{what} {p} is not a torch checkpoint (it starts with {head!r}); it may be corrupt, or "
+                "another kind of file"
+            ) from None
         why = next((ln.strip() for ln in str(e).splitlines() if "WeightsUnpickler" in ln), "")
         why = why.split("error:", 1)[-1].split(" Please use", 1)[0].strip(" .") or type(e).__name__
         raise CheckpointError(
@@ -415,7 +422,8 @@ def safe_torch_load(path: str | os.PathLike, *, what: str = "checkpoint", map_lo
         ) from None
     except Exception as e:  # truncated, corrupt or not a torch file
         raise CheckpointError(
-            f"{what} {p} cannot be read ({type(e).__name__}: {e}); it may be truncated or corrupt"
+            f"{what} {p} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+            "it may be truncated or corrupt"
         ) from None
     if isinstance(obj, dict) and CHECKSUM_KEY in obj:
         stored = obj.pop(CHECKSUM_KEY)

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-__all__ = ["main", "SUBCOMMANDS", "USER_ERRORS"]
+__all__ = ["main", "SUBCOMMANDS", "USER_ERRORS", "OneLineParser", "positive_int"]
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("attnkit.commands.train", "train a model (one run folder with config, metrics, checkpoints)"),
@@ -36,8 +36,31 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose usage errors are one line (``attnkit train: error: ... (see --help)``).
+
+    argparse prints the whole usage before the message; with one flag per config field that is dozens of
+    lines burying the one that names the problem. Exit code 2 as argparse's.
+    """
+
+    def error(self, message: str):
+        """Print ``<prog>: error: <message> (see <prog> --help)`` on stderr and exit with code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """The argparse ``type`` of a count that must be >= 1 (``--eval-batch-size``, ``--img-size``, ...)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def _top_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="attnkit",
         description="attnkit: channel attention for CNN backbones, measured side by side.",
         epilog="sub-commands:\n" + "\n".join(f"  {k:<9} {v[1]}" for k, v in SUBCOMMANDS.items()),
@@ -60,7 +83,7 @@ def _one_line(e: BaseException) -> str:
 def _run(name: str, rest: list[str]) -> int:
     mod_name, help_text = SUBCOMMANDS[name]
     mod = importlib.import_module(mod_name)
-    parser = argparse.ArgumentParser(prog=f"attnkit {name}", description=help_text)
+    parser = OneLineParser(prog=f"attnkit {name}", description=help_text)
     mod.add_arguments(parser)
     args = parser.parse_args(rest)
     return int(mod.main(args) or 0)

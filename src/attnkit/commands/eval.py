@@ -15,12 +15,14 @@ __all__ = ["add_arguments", "main", "evaluate_checkpoint"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``attnkit eval`` (``--checkpoint`` is required)."""
+    from ..cli import positive_int
+
     parser.add_argument("--checkpoint", required=True, help="a last.ckpt/best.ckpt written by attnkit train")
     parser.add_argument(
         "--data-dir", default=None, help="override the dataset folder stored in the checkpoint"
     )
     parser.add_argument("--split", choices=("test", "val"), default="test")
-    parser.add_argument("--eval-batch-size", type=int, default=None)
+    parser.add_argument("--eval-batch-size", type=positive_int, default=None)
     parser.add_argument(
         "--reparam",
         action="store_true",

@@ -156,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
 
     from attnkit import create_model
     from attnkit.measure import measure_latency, profile, result_filename, write_results
+    from attnkit.train.config import check_attn_kwargs
 
     try:
         kw: dict[str, Any] = {}
@@ -166,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
         for name in ("sharing", "scheme", "num_classes", "in_chans"):
             if getattr(args, name) is not None:
                 kw[name] = getattr(args, name)
+        check_attn_kwargs(args.attn, kw.get("attn_kwargs") or {}, args.scheme, args.sharing)
         model = create_model(args.model, **kw)
         if args.reparam:
             from attnkit.reparam import reparameterize_model

@@ -30,6 +30,8 @@ __all__ = ["add_arguments", "main", "load_checkpoint_model", "deployed_config"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``attnkit reparam`` flags."""
+    from ..cli import positive_int
+
     parser.add_argument(
         "checkpoint", type=Path, help="engine checkpoint (last.ckpt/best.ckpt) or a state_dict file"
     )
@@ -47,9 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fold-bn", action="store_true", help="also fold BN into the convs (not a plain-backbone layout)"
     )
     parser.add_argument(
-        "--img-size", type=int, default=None, help="input size for MACs/latency (32 for CIFAR nets, else 224)"
+        "--img-size",
+        type=positive_int,
+        default=None,
+        help="input size for MACs/latency (32 for CIFAR nets, else 224)",
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="batch for the latency measurement")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=1, help="batch for the latency measurement"
+    )
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per model")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
 

@@ -156,8 +156,9 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0 or self.val_split < 0 or self.warmup_epochs < 0:
-            raise ValueError("workers, val_split and warmup_epochs must be >= 0")
+        for name in ("workers", "val_split", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 (or None for the default), got {self.threads}")
         check_hyperparameters(self)
