@@ -6,20 +6,17 @@ user adds a builder to. The task data (MovieLens, dialogues, hyperspectral scene
 :mod:`.movielens`, :mod:`.dialogue` and :mod:`.hsi`.
 """
 
-from .datasets import (
+from ._common import (
     CIFAR_MEAN,
     CIFAR_STD,
-    DATASETS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataBundle,
     DatasetFormatError,
     DatasetNotFoundError,
     TensorImageDataset,
-    build,
-    build_from_config,
-    list_datasets,
 )
+from .datasets import DATASETS, build, build_from_config, list_datasets
 from .samplers import EvalShardSampler, TrainSampler
 from .transforms import TensorAugment
 

@@ -15,36 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .._registry import Registry
-from ._common import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DataBundle,
-    DatasetFormatError,
-    DatasetNotFoundError,
-    TensorImageDataset,
-)
+from ._common import DataBundle
 from .cifar import build_stl10, cifar_builder
 from .digits import build_digits
 from .fashion_mnist import FMNIST_SYSTEM_DIR, build_fashion_mnist
 from .image_folder import build_image_folder
 
-__all__ = [
-    "DATASETS",
-    "DataBundle",
-    "TensorImageDataset",
-    "build",
-    "build_from_config",
-    "list_datasets",
-    "DatasetNotFoundError",
-    "DatasetFormatError",
-    "CIFAR_MEAN",
-    "CIFAR_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "FMNIST_SYSTEM_DIR",
-]
+__all__ = ["DATASETS", "build", "build_from_config", "list_datasets", "FMNIST_SYSTEM_DIR"]
 
 DATASETS: Registry[Callable[..., DataBundle]] = Registry("dataset")
 """Dataset builders by name; a builder takes :func:`build`'s keywords and returns a :class:`DataBundle`."""
