@@ -12,6 +12,8 @@ Deviations:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch.nn as nn
 
 from ._build import build_resnet
@@ -26,6 +28,27 @@ _CFG = {
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
     "resnet101": ("bottleneck", (3, 4, 23, 3)),
 }
+
+
+RESNET_OPTIONS = (
+    "attn",
+    "attn_kwargs",
+    "sharing",
+    "scheme",
+    "norm_layer",
+    "last_norm_layer",
+    "zero_init_residual",
+    "share_norm",
+)
+"""The attention and norm keywords every ResNet builder passes on to ``build_resnet``."""
+
+
+def _check_options(fn: str, options: dict[str, Any]) -> None:
+    bad = sorted(set(options) - set(RESNET_OPTIONS))
+    if bad:
+        raise TypeError(
+            f"{fn}() got unexpected keyword arguments {bad}; options: {', '.join(RESNET_OPTIONS)}"
+        )
 
 
 def _stem(conv_bias: bool):
@@ -50,16 +73,9 @@ def imagenet_resnet(
     *,
     num_classes: int = 1000,
     in_chans: int = 3,
-    attn=None,
-    attn_kwargs=None,
-    sharing=None,
-    scheme=None,
-    norm_layer=None,
-    last_norm_layer=None,
-    zero_init_residual: bool = False,
-    share_norm: bool = False,
     conv_bias: bool = False,
     stride_in_1x1: bool | None = None,
+    **options: Any,
 ) -> ResNet:
     """Build an ImageNet ResNet.
 
@@ -67,23 +83,25 @@ def imagenet_resnet(
         name: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
         num_classes: classifier outputs (1000).
         in_chans: input channels (3).
-        attn: attention module name or class (None: plain); see :func:`attnkit.create_model`.
-        attn_kwargs: the module's constructor arguments (one dict, or one per stage).
-        sharing: ``"block"`` or ``"stage"`` (None: the module kind's default).
-        scheme: connection mask over the blocks (``"110|0011|..."``, ``"all"``).
-        norm_layer: norm factory of the branches and the stem (default ``nn.BatchNorm2d``).
-        last_norm_layer: norm factory of each branch's last norm (default ``norm_layer``).
-        zero_init_residual: zero-initialise each branch's last norm scale.
-        share_norm: with ``sharing="stage"``, share the module's norm layers too.
         conv_bias: every conv gets a bias.
         stride_in_1x1: bottleneck nets only: stride 2 in the first 1×1 conv (V1 layout).
+        **options: where attention goes and which norms the branches use, the keywords of
+            :data:`RESNET_OPTIONS`: ``attn`` (a registry name or class; None: plain, see
+            :func:`attnkit.create_model`), ``attn_kwargs`` (one dict, or one per stage), ``sharing``
+            (``"block"`` or ``"stage"``; None: the module kind's default), ``scheme`` (a connection mask
+            over the blocks, ``"110|0011|..."`` or ``"all"``), ``norm_layer`` (default
+            ``nn.BatchNorm2d``), ``last_norm_layer`` (each branch's last norm; default ``norm_layer``),
+            ``zero_init_residual`` and ``share_norm`` (with ``sharing="stage"``, share the module's norm
+            layers too); see ``attnkit.models._build.build_resnet``.
 
     Returns:
         :class:`ResNet` with four stages at 56²/28²/14²/7² for a 224² input.
 
     Raises:
-        TypeError: ``stride_in_1x1`` on a basic-block net.
+        TypeError: ``stride_in_1x1`` on a basic-block net, or an unknown keyword.
+        ValueError: bad attention options (see :func:`attnkit.create_model`).
     """
+    _check_options("imagenet_resnet", options)
     kind, layers = _CFG[name]
     bkw = {"conv_bias": conv_bias}
     if kind == "basic":
@@ -101,16 +119,9 @@ def imagenet_resnet(
         stem=_stem(conv_bias),
         num_classes=num_classes,
         in_chans=in_chans,
-        attn=attn,
-        attn_kwargs=attn_kwargs,
-        sharing=sharing,
-        scheme=scheme,
-        norm_layer=norm_layer,
-        last_norm_layer=last_norm_layer,
-        zero_init_residual=zero_init_residual,
-        share_norm=share_norm,
         block_kwargs=bkw,
         model_name=name,
+        **options,
     )
 
 

@@ -16,11 +16,14 @@ Deviations (all backbones here):
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch.nn as nn
 
 from ._build import build_resnet
 from ._registry import register_model
 from ._resnet import BasicBlock, Bottleneck, PreActBottleneck, ResNet, _conv
+from .resnet import _check_options
 
 __all__ = [
     "cifar_resnet",
@@ -50,17 +53,10 @@ def cifar_resnet(
     block: str = "basic",
     num_classes: int = 10,
     in_chans: int = 3,
-    attn=None,
-    attn_kwargs=None,
-    sharing=None,
-    scheme=None,
-    norm_layer=None,
-    last_norm_layer=None,
-    zero_init_residual: bool = False,
-    share_norm: bool = False,
     shortcut: str | None = None,
     extra_bn: bool | None = None,
     model_name: str = "",
+    **options: Any,
 ) -> ResNet:
     """Build a CIFAR ResNet of the given depth.
 
@@ -70,25 +66,21 @@ def cifar_resnet(
             ``"preact"`` (He et al.'s pre-activation bottleneck).
         num_classes: classifier outputs (default 10).
         in_chans: input channels (3; 1 for Fashion-MNIST/digits).
-        attn: attention module name or class (None: plain); see :func:`attnkit.create_model`.
-        attn_kwargs: the module's constructor arguments (one dict, or one per stage).
-        sharing: ``"block"`` or ``"stage"`` (None: the module kind's default).
-        scheme: connection mask over the blocks (``"110|0011|..."``, ``"all"``).
-        norm_layer: norm factory of the branches and the stem (default ``nn.BatchNorm2d``).
-        last_norm_layer: norm factory of each branch's last norm (default ``norm_layer``).
-        zero_init_residual: zero-initialise each branch's last norm scale.
-        share_norm: with ``sharing="stage"``, share the module's norm layers too.
-        model_name: the registry name recorded in the model's config.
         shortcut: basic nets only: ``"B"`` (1×1 conv + BN projection, default) or ``"A"`` (pad).
         extra_bn: pre-activation nets only: an extra BN after ``conv3`` (DIANet's variant).
+        model_name: the registry name recorded in the model's config.
+        **options: the attention and norm keywords (``attn``, ``attn_kwargs``, ``sharing``, ``scheme``,
+            ``norm_layer``, ``last_norm_layer``, ``zero_init_residual``, ``share_norm``), as
+            :func:`attnkit.models.imagenet_resnet`.
 
     Returns:
         :class:`ResNet` with 3 stages of widths 16/32/64 (×4 for bottlenecks) at 32²/16²/8².
 
     Raises:
         ValueError: a depth that does not fit the block type, or a bad shortcut.
-        TypeError: an option that this block type does not have.
+        TypeError: an option that this block type does not have, or an unknown keyword.
     """
+    _check_options("cifar_resnet", options)
     div, fixed = (6, 2) if block == "basic" else (9, 2)
     if block not in ("basic", "bottleneck", "preact"):
         raise ValueError(f"block must be 'basic', 'bottleneck' or 'preact', got {block!r}")
@@ -122,17 +114,10 @@ def cifar_resnet(
         stem=_cifar_stem(block != "preact"),
         num_classes=num_classes,
         in_chans=in_chans,
-        attn=attn,
-        attn_kwargs=attn_kwargs,
-        sharing=sharing,
-        scheme=scheme,
-        norm_layer=norm_layer,
-        last_norm_layer=last_norm_layer,
-        zero_init_residual=zero_init_residual,
-        share_norm=share_norm,
         final_norm=block == "preact",
         block_kwargs=block_kwargs,
         model_name=model_name,
+        **options,
     )
 
 
@@ -141,10 +126,7 @@ def _make(name: str, depth: int, block: str):
         return cifar_resnet(depth, block=block, model_name=name, **kwargs)
 
     fn.__name__ = name
-    fn.__doc__ = (
-        f"CIFAR {name} ({block} blocks, depth {depth}); keyword arguments as "
-        f":func:`cifar_resnet`. Param/MAC counts: see the backbones spec §6."
-    )
+    fn.__doc__ = f"CIFAR {name} ({block} blocks, depth {depth}); keyword arguments as :func:`cifar_resnet`."
     return register_model(fn, name=name)
 
 
