@@ -119,25 +119,29 @@ def _with_act(attn_kwargs: dict[str, Any] | None, act_layer) -> dict[str, Any]:
 
 
 class _ASRBase(nn.Module):
-    """ψ and T shared by :class:`ASRBatchNorm2d` and :class:`ASRGate`."""
+    """ψ and T shared by :class:`ASRBatchNorm2d` and :class:`ASRGate` (arguments as :class:`ASRGate`)."""
 
-    def _init_asr(
+    def __init__(
         self,
         channels: int,
-        attn_layer,
-        attn_kwargs,
-        psi_init: float,
-        psi_size: int,
-        psi_init_std: float,
-        device,
-        dtype,
-    ) -> None:
+        attn_layer: str | type = "se",
+        attn_kwargs: dict[str, Any] | None = None,
+        psi_init: float = 0.1,
+        psi_size: int = 1,
+        psi_init_std: float = 0.0,
+        act_layer=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.channels = channels
+        attn_kwargs = _with_act(attn_kwargs, act_layer)
         if not isinstance(psi_size, int) or psi_size < 1:
             raise ValueError(f"psi_size must be a positive int, got {psi_size!r}")
         if psi_init_std < 0:
             raise ValueError(f"psi_init_std must be >= 0, got {psi_init_std}")
         self.attn, self.attn_name = _build_attention(
-            attn_layer, channels, dict(attn_kwargs or {}), psi_size, device, dtype
+            attn_layer, channels, attn_kwargs, psi_size, device, dtype
         )
         self.psi_size = psi_size
         psi = torch.full((1, channels, psi_size, psi_size), float(psi_init), device=device, dtype=dtype)
@@ -155,6 +159,10 @@ class _ASRBase(nn.Module):
     def attention_vector(self) -> torch.Tensor:
         """``v = T.gate(T.gate_logits(ψ))``, shape ``(1, C, 1, 1)``; T runs once on a batch of one."""
         return module_gate(self.attn, self.psi)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The constant gate broadcast over the batch, ``(N, C, 1, 1)`` (for the stripe tools)."""
+        return self.attention_vector().expand(x.shape[0], -1, -1, -1)
 
     def _frozen_vector(self) -> torch.Tensor:
         """``v`` computed without autograd or autocast and with ``T`` in eval mode (mode restored)."""
@@ -233,19 +241,11 @@ class ASRBatchNorm2d(_ASRBase):
         device=None,
         dtype=None,
     ):
-        super().__init__()
+        super().__init__(
+            num_features, attn_layer, attn_kwargs, psi_init, psi_size, psi_init_std, act_layer, device, dtype
+        )
         self.num_features = num_features
         self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, device=device, dtype=dtype)
-        self._init_asr(
-            num_features,
-            attn_layer,
-            _with_act(attn_kwargs, act_layer),
-            psi_init,
-            psi_size,
-            psi_init_std,
-            device,
-            dtype,
-        )
         self.post: nn.Module | None = None
         if use_both is not None:
             entry = resolve_attn(use_both)
@@ -271,10 +271,6 @@ class ASRBatchNorm2d(_ASRBase):
         """``BN(x) ⊙ v`` (then the ``use_both`` gate): ``(N, C, H, W) -> (N, C, H, W)``."""
         y = self.bn(x) * self.attention_vector()  # (N, C, H, W) * (1, C, 1, 1)
         return y if self.post is None else self.post(y)
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The constant gate broadcast over the batch, ``(N, C, 1, 1)`` (for the stripe tools)."""
-        return self.attention_vector().expand(x.shape[0], -1, -1, -1)
 
     def fuse(self) -> nn.Module:
         """Deploy form, rule (a): ``nn.BatchNorm2d`` with ``γ' = v·γ``, ``β' = v·β``, statistics copied.
@@ -333,38 +329,9 @@ class ASRGate(_ASRBase):
         which :func:`attnkit.reparameterize_model` folds into a directly preceding BN or conv.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        attn_layer: str | type = "se",
-        attn_kwargs: dict[str, Any] | None = None,
-        psi_init: float = 0.1,
-        psi_size: int = 1,
-        psi_init_std: float = 0.0,
-        act_layer=None,
-        device=None,
-        dtype=None,
-    ):
-        super().__init__()
-        self.channels = channels
-        self._init_asr(
-            channels,
-            attn_layer,
-            _with_act(attn_kwargs, act_layer),
-            psi_init,
-            psi_size,
-            psi_init_std,
-            device,
-            dtype,
-        )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x ⊙ v``: ``(N, C, H, W) -> (N, C, H, W)``."""
         return x * self.attention_vector()  # (N, C, H, W)
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The constant gate broadcast over the batch, ``(N, C, 1, 1)``."""
-        return self.attention_vector().expand(x.shape[0], -1, -1, -1)
 
     def fuse(self) -> ChannelScale:
         """Deploy form: :class:`ChannelScale` holding ``v`` (exact)."""
