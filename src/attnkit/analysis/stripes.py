@@ -269,14 +269,12 @@ def plot_stripes(stats: dict[str, StripeStats] | StripeStats | torch.Tensor, pat
     Returns:
         The written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry touched
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     if isinstance(stats, torch.Tensor):
         im = ax.imshow(stats.numpy(), aspect="auto", cmap="viridis")
         ax.set_xlabel("channel")
@@ -285,28 +283,16 @@ def plot_stripes(stats: dict[str, StripeStats] | StripeStats | torch.Tensor, pat
     else:
         st = stats["__all__"] if isinstance(stats, dict) else stats
         e = st.bin_edges.numpy()
-        w = e[1] - e[0]
-        ax.bar(
-            e[:-1],
-            st.hist.numpy(),
-            width=w,
-            align="edge",
-            alpha=0.7,
-            label=f"after attention (mean std {st.score:.4f})",
+        bars = (
+            (st.hist, 0.7, f"after attention (mean std {st.score:.4f})"),
+            (st.hist_in, 0.5, f"before (input GAP; mean std {st.score_in:.4f})"),
         )
-        ax.bar(
-            e[:-1],
-            st.hist_in.numpy(),
-            width=w,
-            align="edge",
-            alpha=0.5,
-            label=f"before (input GAP; mean std {st.score_in:.4f})",
-        )
+        for hist, alpha, label in bars:
+            ax.bar(e[:-1], hist.numpy(), width=e[1] - e[0], align="edge", alpha=alpha, label=label)
         ax.set_xlabel("per-channel std across images")
         ax.set_ylabel("channels")
         ax.legend(fontsize=8)
         ax.set_title(f"{st.layer}: {st.channels} channels, {st.num_images} images", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

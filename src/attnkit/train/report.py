@@ -140,17 +140,15 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> bool:
     if not rows:
         return False
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
     except ImportError:
         return False
 
     def col(name):
         return [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    a, b = fig.subplots(1, 2)
     for name, ax in (("train_loss", a), ("eval_loss", a), ("train_top1", b), ("eval_top1", b)):
         pts = col(name)
         if pts:
@@ -159,5 +157,4 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> bool:
     b.set_xlabel("epoch"), b.set_ylabel("top-1 (%)"), b.legend()
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
-    plt.close(fig)
     return True
