@@ -271,3 +271,16 @@ def test_guided_sampling_doubles_the_rate_of_zeros_on_digits(sched, digits):
 
     base, guided = rate(0.0), rate(4.0)
     assert guided >= 2 * base and guided > 0.2
+
+
+def test_package_exports_the_lcg_api_and_step_count_is_checked(sched):
+    import attnkit.diffusion as d
+    from attnkit.diffusion import latent_guidance
+
+    for name in latent_guidance.__all__:
+        assert getattr(d, name) is getattr(latent_guidance, name) and name in d.__all__
+    z, y = torch.randn(8, 3), torch.arange(8) % 2
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        train_latent_classifier(LatentClassifier(3, hidden=8, depth=1, time_dim=8), z, y, sched, steps=0)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        train_latent_ddpm(LatentDenoiser(3, hidden=8, depth=1, time_dim=8), z, sched, steps=0)

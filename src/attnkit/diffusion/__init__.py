@@ -1,7 +1,9 @@
-"""Diffusion in attnkit: ScaleLong on U-ViT and diffusers UNets, DDPM, proxy FID, stability diagnostics.
+"""Diffusion in attnkit: ScaleLong, DDPM, proxy FID, stability diagnostics, latent classifier guidance.
 
-ScaleLong's long-skip scaling, DDPM training on diffusers' schedulers, offline sample quality (proxy FID)
-and training-stability diagnostics.
+ScaleLong's long-skip scaling, DDPM training on diffusers' schedulers, offline sample quality (proxy FID),
+training-stability diagnostics, and latent classifier guidance (LCG: a latent DDPM, time-dependent latent
+classifiers, guided sampling and linear-arithmetic edits; the Fashion-MNIST autoencoder demo stays in
+:mod:`attnkit.diffusion.latent_guidance_fashion`).
 
 Three lines apply ScaleLong to a diffusers UNet you already have::
 
@@ -13,11 +15,25 @@ diffusers is the optional extra ``attnkit[diffusion]``; it is imported only wher
 
 Reference:
     ScaleLong, Huang et al., NeurIPS 2023, arXiv 2310.13545, https://github.com/sail-sg/ScaleLong.
+    Latent classifier guidance, arXiv 2304.12536 (no official code).
 """
 
 from .data import diffusion_images
 from .ddpm import DDPMSchedule, ddpm_loss
 from .diagnostics import SUMMARY_KEYS, StabilityMonitor, steps_to_target
+from .latent_guidance import (
+    LatentClassifier,
+    LatentClassifierGuidance,
+    LatentDenoiser,
+    arithmetic_betas,
+    fit_linear_directions,
+    fit_linear_probes,
+    linear_arithmetic_edit,
+    load_latent_guidance,
+    save_latent_guidance,
+    train_latent_classifier,
+    train_latent_ddpm,
+)
 from .metrics import (
     FeatureNet,
     feature_statistics,
@@ -66,4 +82,16 @@ __all__ = [
     "StabilityMonitor",
     "steps_to_target",
     "SUMMARY_KEYS",
+    # latent classifier guidance
+    "LatentDenoiser",
+    "LatentClassifier",
+    "train_latent_ddpm",
+    "train_latent_classifier",
+    "LatentClassifierGuidance",
+    "linear_arithmetic_edit",
+    "fit_linear_directions",
+    "fit_linear_probes",
+    "arithmetic_betas",
+    "save_latent_guidance",
+    "load_latent_guidance",
 ]

@@ -12,7 +12,7 @@ Deviations:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -141,9 +141,30 @@ class LatentClassifier(nn.Module):
         return self.head(self.trunk(z, t))
 
 
-def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator | None):
+def _adam_steps(
+    model: nn.Module,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator | None,
+) -> list[float]:
+    """``steps`` Adam steps (cosine-decayed lr) on ``loss_of(idx)``, idx drawn with replacement from ``n``."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    losses = []
     for _ in range(steps):
-        yield torch.randint(0, n, (min(batch_size, n),), generator=generator)
+        loss = loss_of(torch.randint(0, n, (min(batch_size, n),), generator=generator))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def train_latent_ddpm(
@@ -173,20 +194,15 @@ def train_latent_ddpm(
         ValueError: latents that are not (N, d), or ``steps < 1``.
     """
     _check_latents(latents)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    opt = torch.optim.Adam(denoiser.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    denoiser.train()
-    losses = []
-    for idx in _batches(len(latents), batch_size, steps, generator):
-        loss = schedule.loss(denoiser, latents[idx], generator)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    return losses
+    return _adam_steps(
+        denoiser,
+        lambda idx: schedule.loss(denoiser, latents[idx], generator),
+        len(latents),
+        steps,
+        batch_size,
+        lr,
+        generator,
+    )
 
 
 def train_latent_classifier(
@@ -215,24 +231,18 @@ def train_latent_classifier(
         The loss of every step.
 
     Raises:
-        ValueError: shapes that do not match.
+        ValueError: shapes that do not match, or ``steps < 1``.
     """
     _check_latents(latents)
     if labels.shape != (latents.shape[0],):
         raise ValueError(f"labels must be ({latents.shape[0]},), got {tuple(labels.shape)}")
-    opt = torch.optim.Adam(classifier.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    classifier.train()
-    losses = []
-    for idx in _batches(len(latents), batch_size, steps, generator):
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
         z0, y = latents[idx], labels[idx].long()
         t, noise = schedule.draw(z0, generator)
-        loss = nn.functional.cross_entropy(classifier(schedule.add_noise(z0, noise, t), t), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        return nn.functional.cross_entropy(classifier(schedule.add_noise(z0, noise, t), t), y)
+
+    losses = _adam_steps(classifier, loss_of, len(latents), steps, batch_size, lr, generator)
     classifier.eval()
     return losses
 
