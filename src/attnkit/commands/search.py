@@ -17,10 +17,23 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
+import dataclasses
 import json
 
 __all__ = ["add_arguments", "main", "PRESETS"]
 
+_EAN_CIFAR = dict(
+    model="resnet56",
+    dataset="cifar10",
+    holdout_per_class=500,
+    batch_size=128,
+    supernet_epochs=55,
+    steps=300,
+    retrain_epochs=164,
+    retrain_scheduler="step",
+    retrain_milestones=[81, 122],
+)
 PRESETS: dict[str, dict] = {
     # The official ImageNet recipe (FBResNet-50 = resnet50 with conv_bias=True).
     "ean-imagenet": dict(
@@ -36,28 +49,8 @@ PRESETS: dict[str, dict] = {
         retrain_milestones=[30, 60, 90],
         search_seed=666,
     ),
-    "ean-cifar": dict(
-        model="resnet56",
-        dataset="cifar10",
-        holdout_per_class=500,
-        batch_size=128,
-        supernet_epochs=55,
-        steps=300,
-        retrain_epochs=164,
-        retrain_scheduler="step",
-        retrain_milestones=[81, 122],
-    ),
-    "ean-cifar-r164": dict(
-        model="resnet164",
-        dataset="cifar10",
-        holdout_per_class=500,
-        batch_size=128,
-        supernet_epochs=55,
-        steps=600,
-        retrain_epochs=164,
-        retrain_scheduler="step",
-        retrain_milestones=[81, 122],
-    ),
+    "ean-cifar": _EAN_CIFAR,
+    "ean-cifar-r164": {**_EAN_CIFAR, "model": "resnet164", "steps": 600},
     "ean-cpu-smoke": dict(
         model="resnet20",
         dataset="fashion-mnist",
@@ -72,45 +65,7 @@ PRESETS: dict[str, dict] = {
 }
 """Named starting points (the official EAN recipes and a CPU smoke run); explicit flags override them."""
 
-_DEFAULTS = dict(
-    model="resnet20",
-    attn="se",
-    attn_kwargs=None,
-    sharing="stage",
-    model_kwargs={},
-    dataset="fashion-mnist",
-    data_dir=None,
-    train_subset=None,
-    test_subset=None,
-    holdout_per_class=500,
-    batch_size=128,
-    eval_batch_size=500,
-    supernet_epochs=55,
-    supernet_lr=0.1,
-    supernet_schedule="constant",
-    supernet_p=0.5,
-    max_batches=None,
-    steps=300,
-    samples_per_step=3,
-    temperature=5.0,
-    parametrization="mlp",
-    sparsity_weight=2.0,
-    policy_lr=0.05,
-    rnd=True,
-    replay=True,
-    select="mode",
-    search_seed=666,
-    checkpoint_every=10,
-    retrain_epochs=0,
-    retrain_lr=0.1,
-    retrain_scheduler="cosine",
-    retrain_milestones=[],
-    seed=0,
-    out=None,
-    device="cpu",
-    extra_schemes=[],
-    bn_calibration_batches=0,
-)
+_NOT_FLAGS = ("search", "progress", "retrain_overrides")  # PipelineConfig fields the command sets itself
 
 
 def _literal(s: str):
@@ -214,11 +169,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace) -> dict:
-    """Merge built-in defaults < preset < explicit flags into one flat dict."""
-    d = dict(_DEFAULTS)
+    """Merge the configs' defaults < preset < explicit flags into one flat dict.
+
+    The defaults are :class:`~attnkit.search.pipeline.PipelineConfig`'s and
+    :class:`~attnkit.search.SearchConfig`'s (the controller's ``seed`` is ``search_seed`` here); ``out``
+    defaults to ``runs/search-<data>-<model>-<attn>``.
+    """
+    from ..search import SearchConfig
+    from ..search.pipeline import PipelineConfig
+
+    search = dataclasses.asdict(SearchConfig())
+    d = {**search, "search_seed": search.pop("seed"), **dataclasses.asdict(PipelineConfig()), "out": None}
+    for k in _NOT_FLAGS:
+        d.pop(k)
     if args.preset:
-        d.update(PRESETS[args.preset])
-    d.update({k: v for k, v in vars(args).items() if k in _DEFAULTS})
+        d.update(copy.deepcopy(PRESETS[args.preset]))
+    d.update({k: v for k, v in vars(args).items() if k in d})
     if d["out"] is None:
         d["out"] = f"runs/search-{d['dataset']}-{d['model']}-{d['attn']}"
     return d
@@ -237,20 +203,10 @@ def main(args: argparse.Namespace) -> int:
             )
         return 0
     d = resolve(args)
-    search = SearchConfig(
-        steps=d["steps"],
-        samples_per_step=d["samples_per_step"],
-        temperature=d["temperature"],
-        parametrization=d["parametrization"],
-        sparsity_weight=d["sparsity_weight"],
-        policy_lr=d["policy_lr"],
-        rnd=d["rnd"],
-        replay=d["replay"],
-        select=d["select"],
-        seed=d["search_seed"],
-    )
-    keys = {f for f in PipelineConfig.__dataclass_fields__} - {"search", "progress", "retrain_overrides"}
-    cfg = PipelineConfig(search=search, progress=not args.quiet, **{k: d[k] for k in keys if k in d})
+    search_keys = {f.name for f in dataclasses.fields(SearchConfig)} - {"seed"}
+    search = SearchConfig(seed=d["search_seed"], **{k: d[k] for k in search_keys})
+    pipe_keys = {f.name for f in dataclasses.fields(PipelineConfig)} - set(_NOT_FLAGS)
+    cfg = PipelineConfig(search=search, progress=not args.quiet, **{k: d[k] for k in pipe_keys})
     summary = run_pipeline(cfg)
     print(f"scheme={summary['scheme']}")
     print(f"run folder: {summary['out']}  (scheme.txt, search_log.csv, search_samples.csv, plots)")
