@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=1.5e-3)
     t.add_argument("--seed", type=int, default=7)
-    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the free cores)")
     t.add_argument("--out", default="runs/cem/run")
 
 
@@ -79,10 +79,10 @@ def _train(a: argparse.Namespace) -> int:
     import torch
 
     from attnkit._io import atomic_torch_save, atomic_write_csv, atomic_write_text
+    from attnkit._runtime import set_threads
     from attnkit.tasks.cem import CEM, MHCHBackbone, train_cem
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     train, val, test = _load_splits(a)
     vocab = 1 + max(w for split in (train, val, test) for d in split for u in d.tokens for w in u)
     torch.manual_seed(a.seed)

@@ -16,6 +16,13 @@ from pathlib import Path
 
 __all__ = ["add_arguments", "main"]
 
+_HYPER = ("iterations", "batch_size", "val_every", "lr", "loss_scale", "data_fraction", "noise_std")
+"""The flags passed unchanged to :func:`attnkit.ode.train.train_corrector` (and checked before any work)."""
+
+
+def _hyper(a: argparse.Namespace) -> dict:
+    return {k: getattr(a, k) for k in _HYPER}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` and ``eval`` sub-commands."""
@@ -86,15 +93,7 @@ def _check_cli_args(a: argparse.Namespace) -> None:
             raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {v}")
     if a.dt is not None and not (math.isfinite(a.dt) and a.dt > 0):
         raise ValueError(f"--dt must be a finite number > 0, got {a.dt}")
-    check_train_args(
-        iterations=a.iterations,
-        batch_size=a.batch_size,
-        val_every=a.val_every,
-        lr=a.lr,
-        loss_scale=a.loss_scale,
-        data_fraction=a.data_fraction,
-        noise_std=a.noise_std,
-    )
+    check_train_args(**_hyper(a))
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -150,13 +149,7 @@ def _train_locked(a: argparse.Namespace, out: Path, system, dt: float, solver, t
         system,
         train,
         val,
-        iterations=a.iterations,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        loss_scale=a.loss_scale,
-        data_fraction=a.data_fraction,
-        noise_std=a.noise_std,
-        val_every=a.val_every,
+        **_hyper(a),
         seed=a.seed,
         out_dir=out,
         resume=a.resume,
