@@ -4,7 +4,7 @@ Trains (once, seed 0) the demo generator (conv autoencoder), a held-out image CN
 also the proxy-FID feature network), a latent DDPM and four time-dependent latent classifiers; then, for
 5 seeds (sampling noise and the edited images), measures every arm on DECODED images.
 
-    OMP_NUM_THREADS=1 python benchmarks/lcg_fashion.py            # ~20-30 min on one loaded thread
+    OMP_NUM_THREADS=1 python benchmarks/lcg_fashion.py            # ~35 min on one thread of a loaded 2-core machine
     OMP_NUM_THREADS=1 python benchmarks/lcg_fashion.py --quick    # smoke run
 
 Writes benchmarks/results/lcg_fashion.{json,md} and lcg_fashion_edits.png.
@@ -29,7 +29,6 @@ from attnkit.diffusion import (  # noqa: E402  # noqa: E402
     diffusion_images,
     feature_statistics,
     proxy_fid,
-    save_image_grid,
     train_feature_net,
 )
 from attnkit.diffusion.latent_guidance import (  # noqa: E402
@@ -282,6 +281,30 @@ def md_table(summary, keys, metrics):
     return head + "\n".join(lines) + "\n"
 
 
+def edit_figure(m, z_src, seq, path, n=6):
+    """Labelled grid: one panel per arm in FIG_ARMS; rows are source items, columns the sequential edits."""
+    from matplotlib.figure import Figure
+
+    cols = ["source", "top<->footwear", "+ flip ink", "+ flip wide"]
+    n = min(n, len(z_src))
+    fig = Figure(figsize=(0.95 * len(cols) * len(FIG_ARMS), 1.0 * n + 0.6), dpi=110)
+    sub = fig.subfigures(1, len(FIG_ARMS), wspace=0.04)
+    src = decode(m, z_src[:n])
+    for sf, arm in zip(sub, FIG_ARMS, strict=True):
+        sf.suptitle(arm, fontsize=10)
+        ax = sf.subplots(n, len(cols))
+        panels = [src] + [decode(m, z[:n]) for z in seq[arm]]
+        for j, imgs in enumerate(panels):
+            for i in range(n):
+                a = ax[i, j]
+                a.imshow(imgs[i, 0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                a.set_xticks([])
+                a.set_yticks([])
+                if i == 0:
+                    a.set_title(cols[j], fontsize=7)
+    fig.savefig(path)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -309,13 +332,7 @@ def main():
     gs = summarise(gen_rows, ["target", "arm"], ["acc", "fid", "z_norm"])
     es = summarise(edit_rows, ["edit", "arm"], ["success", "preservation", "pixel_mse", "latent_l2"])
     out = Path(a.out)
-    z_src, seq = fig
-    n = min(6, len(z_src))
-    tiles = []
-    for arm in FIG_ARMS:
-        for i in range(n):
-            tiles += [decode(m, z_src[i : i + 1])] + [decode(m, s[i : i + 1]) for s in seq[arm]]
-    save_image_grid(torch.cat(tiles) * 2 - 1, out / "lcg_fashion_edits.png", nrow=4)
+    edit_figure(m, *fig, out / "lcg_fashion_edits.png")
     wall = time.time() - t_start
     budget = {k: getattr(a, k) for k in ("dim", "hidden", "n_train", "ae_epochs", "n_cnn", "cnn_epochs",
                                           "ddpm_steps", "clf_steps", "n_gen", "n_edit", "seeds")}  # fmt: skip
