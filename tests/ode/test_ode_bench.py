@@ -46,9 +46,17 @@ def test_extrapolation_flagged_and_bounded():
     high = cost_at_error(costs, errs, errs[0] * 1e3, max_extrapolation=1.0)
     assert high.status == "at_most" and high.cost == 0.1
     assert math.isnan(cost_at_error([1.0], [float("nan")], 1e-3).cost)
+
     # above the largest error (a cheaper setting would do): extrapolated towards lower cost
     up = cost_at_error(costs, errs, errs[0] * 2.0)
     assert up.status == "extrapolated" and up.cost < 0.1
+
+
+def test_round_off_floor_is_not_extrapolated():
+    # float32-like: the error stops falling at ~1e-9; a target just below the floor is unreachable
+    costs, errs = [1.0, 2.0, 4.0], [1e-7, 1.2e-9, 1.0e-9]
+    ee = cost_at_error(costs, errs, 8e-10)
+    assert ee.status == "at_least" and ee.cost == 4.0
 
 
 def test_pareto_drops_dominated_and_nonfinite_points():

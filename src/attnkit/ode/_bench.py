@@ -5,8 +5,9 @@ A method family (RK4 at several steps, DOP853 at several tolerances, ...) gives 
 points (those no cheaper point beats), by linear interpolation of ``log cost`` against ``log error``
 between the two points that bracket the target. For a power law ``error = C cost^-p`` (a fixed-order
 method in its asymptotic range) this is exact. Outside the measured range the last segment's slope is
-used for at most ``max_extrapolation`` decades of error and the result is flagged; further out the cost
-is unknown (``nan``).
+used for at most ``max_extrapolation`` decades of error and the result is flagged, but never along a
+segment flatter than ``cost^-1`` below the measured errors (a round-off floor, as in float32); further
+out only a bound is given.
 
 The speed-up of a corrected solver over a family at equal error is that family's interpolated cost
 divided by the corrected solver's cost. With timings from interleaved rounds it is computed **per
@@ -77,7 +78,12 @@ def pareto_points(costs: Sequence[float], errors: Sequence[float]) -> list[int]:
 
 
 def cost_at_error(
-    costs: Sequence[float], errors: Sequence[float], target: float, *, max_extrapolation: float = 1.0
+    costs: Sequence[float],
+    errors: Sequence[float],
+    target: float,
+    *,
+    max_extrapolation: float = 1.0,
+    min_order: float = 1.0,
 ) -> EqualError:
     """A family's cost at ``target`` error by log-log interpolation through its Pareto points.
 
@@ -87,6 +93,9 @@ def cost_at_error(
         target: the error to match (positive).
         max_extrapolation: how many decades of error beyond the measured range the end segment's
             slope may be extended (0 disables extrapolation).
+        min_order: below the smallest measured error, the last segment is extended only if its
+            log-log slope is at most ``-min_order`` (error falls at least as ``cost^-min_order``);
+            otherwise (a round-off floor, e.g. float32) only the ``"at_least"`` bound is given.
 
     Returns:
         :class:`EqualError`. A single Pareto point gives its own cost when its error equals the target
@@ -115,7 +124,11 @@ def cost_at_error(
     else:
         k = 0 if lt > le[0] else len(front) - 2
         gap = (lt - le[0]) if lt > le[0] else (le[-1] - lt)
-        if gap > max_extrapolation * math.log(10.0):
+        # below the measured errors, extend only a segment that still converges (error falling at
+        # least as fast as 1/cost); a flatter end is a round-off floor, not a trend
+        slope = (le[k + 1] - le[k]) / (lc[k + 1] - lc[k])
+        flat = lt < le[-1] and slope > -min_order
+        if flat or gap > max_extrapolation * math.log(10.0):
             if lt < le[-1]:
                 return EqualError(costs[front[-1]], "at_least", front[-1], front[-1])
             return EqualError(costs[front[0]], "at_most", front[0], front[0])
