@@ -33,7 +33,7 @@ def test_compare_baseline_ratio_and_files(tmp_path):
     name = result_filename(precision="32-true", channels_last=False, compile=None, device="cpu")
     assert paths["csv"].name == name
     assert {p.suffix for p in paths.values()} == {".csv", ".json", ".md"}
-    rows = json.loads(paths["json"].read_text())
+    rows = json.loads(paths["json"].read_text())["rows"]
     assert [r["name"] for r in rows] == ["plain", "se"] and rows[0]["ratio"] == 1.0
     md = paths["md"].read_text()
     assert "MACs (M)" in md and "FLOPs (M)" in md and "Median (ms)" in md and "IQR (ms)" in md

@@ -29,13 +29,14 @@ def test_result_filename_rule():
         result_filename(precision="fp32")
 
 
-def test_write_results_union_of_columns_and_environment(tmp_path):
-    paths = write_results([{"a": 1, "b": [1, 2]}, {"a": 2, "c": "x"}], tmp_path, "t", markdown="| a |")
+def test_write_results_is_the_one_writer_union_of_columns_and_environment(tmp_path):
+    import attnkit._io
+
+    assert write_results is attnkit._io.write_results  # one results writer, re-exported by measure
+    paths = write_results(tmp_path, "t", [{"a": 1, "b": [1, 2]}, {"a": 2, "c": "x"}], table="| a |")
     assert paths["csv"].read_text().splitlines() == ["a,b,c", '1,"[1, 2]",', "2,,x"]
-    assert json.loads(paths["json"].read_text())[0]["b"] == [1, 2]
+    assert json.loads(paths["json"].read_text())["rows"][0]["b"] == [1, 2]
     assert paths["md"].read_text() == "| a |\n"
-    with pytest.raises(ValueError, match="at least one row"):
-        write_results([], tmp_path, "t")
     env = environment("cpu")
     assert env["cpu_count"] >= 1 and env["device_type"] == "cpu" and env["torch_version"] == torch.__version__
     assert env["load_avg_1m"] is None or env["load_avg_1m"] >= 0

@@ -119,6 +119,8 @@ def _existing_rows(path: Path) -> list[dict[str, Any]]:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return []
+    if isinstance(rows, dict):  # attnkit._io.write_results: {"title": ..., "rows": [...]}
+        rows = rows.get("rows")
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
@@ -222,7 +224,7 @@ def main(args: argparse.Namespace) -> int:
             )[: -len(".csv")]
             row = {"name": rep.model_name, "flops": 2 * lat.macs, **lat.to_dict()}
             rows = _existing_rows(Path(args.out_dir) / f"{stem}.json") + [row]
-            paths = write_results(rows, args.out_dir, stem, markdown=_rows_markdown(rows))
+            paths = write_results(args.out_dir, stem, rows, table=_rows_markdown(rows))
             print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.json:
         path = atomic_write_text(args.json, json.dumps(result, indent=1, default=str) + "\n")

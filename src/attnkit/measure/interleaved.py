@@ -249,7 +249,7 @@ class CompareReport:
             compile=r.compile,
             device=r.device_type,
         )[: -len(".csv")]
-        return write_results(self.rows(), out_dir, stem, markdown=self.to_markdown())
+        return write_results(out_dir, stem, self.rows(), table=self.to_markdown())
 
 
 def _spread_warnings(

@@ -1,6 +1,8 @@
-"""Result files of every measurement: metadata, timm-style file names, the CSV/JSON/markdown writer.
+"""Result files of every measurement: metadata and timm-style file names.
 
-The metadata is what is recorded with a number: the model's name and form, and the environment.
+The metadata is what is recorded with a number: the model's name and form, and the environment. The
+files themselves are written by the one results writer, :func:`attnkit._io.write_results` (re-exported
+here and as ``attnkit.measure.write_results``).
 
 Every factor that changes a timing goes into the file name (precision, memory format, torch version,
 device, compile mode), and every row carries the environment it was measured in (device name,
@@ -9,21 +11,17 @@ threads, load average, versions, UTC time).
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
-import json
 import os
 import platform
 import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._io import atomic_write_text
+from .._io import write_results
 from .precision import check_precision
 
 __all__ = [
@@ -215,46 +213,3 @@ def result_filename(
     if compile:
         name += f"-{_slug(str(compile))}"
     return f"{name}.{ext}"
-
-
-def _cell(v: Any) -> Any:
-    return json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v
-
-
-def write_results(
-    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, stem: str, *, markdown: str | None = None
-) -> dict[str, Path]:
-    """Write rows as ``{stem}.csv``, ``{stem}.json`` and (if given) ``{stem}.md``, atomically.
-
-    Args:
-        rows: flat dicts; CSV columns are the union of their keys in first-seen order (nested values
-            are JSON-encoded in the CSV, kept as is in the JSON).
-        out_dir: folder (created if missing).
-        stem: file name without extension.
-        markdown: the markdown text to write next to them.
-
-    Returns:
-        ``{"csv": path, "json": path}`` plus ``"md"`` when ``markdown`` is given.
-
-    Raises:
-        ValueError: no rows.
-    """
-    if not rows:
-        raise ValueError("write_results needs at least one row")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cols: list[str] = []
-    for r in rows:
-        cols += [c for c in r if c not in cols]
-    paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json"}
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: _cell(r.get(c)) for c in cols})
-    atomic_write_text(paths["csv"], buf.getvalue())
-    atomic_write_text(paths["json"], json.dumps([dict(r) for r in rows], indent=1, default=str) + "\n")
-    if markdown is not None:
-        paths["md"] = out / f"{stem}.md"
-        atomic_write_text(paths["md"], markdown.rstrip() + "\n")
-    return paths
