@@ -87,7 +87,7 @@ def markdown_table(
 def write_outputs(
     rows: Sequence[Mapping[str, Any]], stem: str, markdown: str, out_dir: str | os.PathLike | None = None
 ) -> dict[str, Path]:
-    """Write ``{stem}.csv``, ``{stem}.json`` (the same rows) and ``{stem}.md`` atomically.
+    """Write ``{stem}.csv``, ``{stem}.json`` (``{"title", "rows"}``) and ``{stem}.md`` atomically.
 
     Args:
         rows: flat dict rows.
@@ -98,4 +98,4 @@ def write_outputs(
     Returns:
         ``{"csv": path, "json": path, "md": path}``.
     """
-    return write_results(rows, out_dir or RESULTS_DIR, stem, markdown=markdown)
+    return write_results(out_dir or RESULTS_DIR, stem, rows, table=markdown)
