@@ -208,7 +208,7 @@ class IEBN2d(nn.Module):
 class IEGate(GateModule):
     """IE gate form: ``y = u * gate(w * mean_hw(u) + b)`` on the residual-branch output (``kind="gate"``).
 
-    The form of "+IE" in the ASR paper's Table 1 (backbones spec §2.8): IEBN's instance gate without the
+    The form of "+IE" in the ASR paper's Table 1 (arXiv 2304.06345): IEBN's instance gate without the
     normalisation, applied to the branch output like SE. Initial gate ``sigmoid(-1) = 0.2689``.
 
     Args:

@@ -1,6 +1,7 @@
 """Shared ResNet machinery: blocks with attachment hooks, the stage that wires attention, the model.
 
-Block anatomy (backbones spec §3.1): every block exposes
+Block anatomy (the attachment point of the group's CIFAR/ImageNet code: attention on the residual branch
+after its last BN, before the addition): every block exposes
 
 - ``block.residual(x) -> u``: the residual branch up to and including its last norm layer;
 - ``block.shortcut(x) -> s``: identity, a projection, or the option-A pad;

@@ -42,7 +42,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 class MetricsWriter:
-    """Append-only ``metrics.csv``: the fixed columns of measurement spec §4.7, then declared extras.
+    """Append-only ``metrics.csv``: the fixed columns (:data:`FIXED_COLUMNS`), then declared extras.
 
     Args:
         path: the CSV file.
