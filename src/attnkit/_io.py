@@ -137,13 +137,13 @@ class RunLock:
     """
 
     NAME = ".attnkit.lock"
-    _held: dict[str, list[int]] = {}  # resolved folder -> [fd, holders] of this process
+    _held: dict[tuple[int, str], list[int]] = {}  # (pid, resolved folder) -> [fd, holders]
 
     def __init__(self, folder: str | os.PathLike, what: str = "attnkit"):
         self.folder, self.what = Path(folder), what
         self.path = self.folder / self.NAME
         self._fd: int | None = None
-        self._key: str | None = None
+        self._key: tuple[int, str] | None = None
 
     def _busy(self) -> RunLockedError:
         try:
@@ -194,7 +194,7 @@ class RunLock:
         if self._key is not None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        key = str(self.folder.resolve())
+        key = (os.getpid(), str(self.folder.resolve()))  # a forked child does not inherit the hold
         if key in RunLock._held:  # this process holds it already: nest
             RunLock._held[key][1] += 1
             self._key = key
