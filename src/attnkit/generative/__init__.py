@@ -12,7 +12,10 @@ Submodules:
     clot: Oogiri-GO example builders, LoRA config and one self-refinement round (CLoT, arXiv 2312.02439).
     geoformer: UniGeo text normalisation, program executor and evaluation (arXiv 2212.02746).
     animate_ops: AnimateZoo's subject-alignment operators (arXiv 2404.04946).
-    encoders: the bundled small language model (SmolLM2-135M) loader.
+    encoders: the bundled small models (SmolLM2-135M, all-MiniLM-L6-v2), pooled LLM vectors.
+    sur_adapter: the SUR-adapter and its losses (arXiv 2305.05189).
+    sur_pipeline: the SUR-adapter on a diffusers Stable Diffusion pipeline.
+    sur_train: training the SUR-adapter on a frozen text encoder, UNet and (optional) VAE.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("moextend", "clot", "geoformer", "animate_ops", "encoders")
+_SUBMODULES = (
+    "moextend",
+    "clot",
+    "geoformer",
+    "animate_ops",
+    "encoders",
+    "sur_adapter",
+    "sur_pipeline",
+    "sur_train",
+)
 _EXPORTS = {
     "extend_moe": "moextend",
     "extend_model": "moextend",
@@ -45,6 +57,18 @@ _EXPORTS = {
     "normalize_scale": "animate_ops",
     "load_smollm2": "encoders",
     "smollm2_gguf_path": "encoders",
+    "load_minilm": "encoders",
+    "encode_prompts": "encoders",
+    "pooled_hidden_states": "encoders",
+    "build_prompt2vec": "encoders",
+    "SURAdapter": "sur_adapter",
+    "kd_loss": "sur_adapter",
+    "sur_loss": "sur_adapter",
+    "load_official_state_dict": "sur_adapter",
+    "SURAdapterPipeline": "sur_pipeline",
+    "adapt_prompt_embeds": "sur_pipeline",
+    "SURTrainConfig": "sur_train",
+    "train_sur_adapter": "sur_train",
 }
 
 __all__ = [*_SUBMODULES, *_EXPORTS]
