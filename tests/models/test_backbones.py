@@ -177,7 +177,7 @@ def test_scheme_parsing_and_errors():
     with pytest.raises(ValueError, match="stage"):
         create_model("resnet50", attn="se", scheme="110|0011")
     m = create_model("resnet50", attn="se", scheme="110|0011|110010|011")
-    assert m.scheme == "110|0011|110010|011"
+    assert str(m.scheme) == "110|0011|110010|011"
     assert m.stages[0].blocks[2].attn is None and m.stages[0].blocks[0].attn is not None
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._scheme import format_scheme, parse_scheme
+from ._scheme import ConnectionScheme, parse_scheme
 from ._stage import StageWiring
 from .timm_api import TimmModelAPI
 
@@ -352,9 +352,9 @@ class ResNet(TimmModelAPI, nn.Module):
         return tuple(len(s.blocks) for s in self.stages)
 
     @property
-    def scheme(self) -> str:
-        """The current connection scheme as a ``"110|0011"`` string."""
-        return format_scheme([s.connect for s in self.stages])
+    def scheme(self) -> ConnectionScheme:
+        """The current connection scheme (``str()`` gives the ``"110|0011"`` form)."""
+        return ConnectionScheme(tuple(tuple(s.connect) for s in self.stages))
 
     def set_scheme(self, scheme) -> None:
         """Change which blocks use attention (for stage-shared modules or blocks that own a module).
