@@ -241,3 +241,16 @@ def test_se_checkpoint_converter_round_trip():
     assert lin["layer.fc1.weight"].shape == (8, 64)
     back = se_linear_to_conv(lin)
     assert all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_resnet_builders_take_the_documented_options_only():
+    from attnkit.models import cifar_resnet, imagenet_resnet
+    from attnkit.models.resnet import RESNET_OPTIONS
+
+    m = cifar_resnet(20, attn="se", sharing="stage", scheme="101|010|111", zero_init_residual=True)
+    assert str(m.scheme) == "101|010|111" and m.stages[0].attn is not None
+    assert all(float(b.bn2.weight.abs().sum()) == 0 for st in m.stages for b in st.blocks)  # zero-init
+    for build, args in ((cifar_resnet, (20,)), (imagenet_resnet, ("resnet18",))):
+        with pytest.raises(TypeError, match="unexpected keyword arguments \\['final_norm'\\]") as e:
+            build(*args, final_norm=True)  # an internal build_resnet option is not a public keyword
+        assert all(o in str(e.value) for o in RESNET_OPTIONS)
