@@ -143,7 +143,23 @@ def test_resume_command_round_trips():
     assert {**vars(again), "name": None, "resume": None} == vars(args)
 
 
-def test_ctrl_c_prints_one_line_with_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def fresh_log_handler():
+    """The CLI's stderr log handler, made again for this test's captured stderr (an earlier test's is closed)."""
+    import logging
+
+    lg = logging.getLogger("attnkit")
+    old = [h for h in lg.handlers if getattr(h, "_attnkit", False)]
+    for h in old:
+        lg.removeHandler(h)
+    yield
+    for h in [h for h in lg.handlers if getattr(h, "_attnkit", False)]:
+        lg.removeHandler(h)
+
+
+def test_ctrl_c_prints_one_line_with_what_was_kept_and_how_to_resume(
+    tmp_path, monkeypatch, capsys, fresh_log_handler
+):
     from attnkit.cli import main
 
     calls = []

@@ -661,19 +661,27 @@ def run_compare(
         r.update(latency_ms=None, latency_ratio=None, latency_ratio_low=None, latency_ratio_high=None)
     footer, lat = "", None
     if latency:
+        import torch
+
+        from ._runtime import set_threads
         from .measure import compare_latency
 
         log.info("compare: timing %d variants interleaved", len(variants))
         kw = {"timer": timer} if timer is not None else {}
-        with warnings.catch_warnings():  # the spread warning goes to the log once and into the footer
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lat = compare_latency(
-                models,
-                (latency_batch, data.in_chans, h, w),
-                rounds=5,
-                min_run_time=latency_min_run_time * 5,
-                **kw,
-            )
+        previous = torch.get_num_threads()
+        try:  # the training runs' thread rule (--threads, else the free cores), timing in this process
+            kw["num_threads"] = set_threads(base.threads)
+            with warnings.catch_warnings():  # the spread warning goes to the log once and into the footer
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lat = compare_latency(
+                    models,
+                    (latency_batch, data.in_chans, h, w),
+                    rounds=5,
+                    min_run_time=latency_min_run_time * 5,
+                    **kw,
+                )
+        finally:
+            torch.set_num_threads(previous)
         for w in lat.warnings:
             log.warning("compare: %s", w)
         latency_columns(rows, lat)
