@@ -118,16 +118,9 @@ def setup_logging() -> None:
 
 def build_engine(config: TrainConfig) -> Engine:
     """An :class:`Engine` from the config's device/precision fields (validated before Fabric is built)."""
-    loggers = None
-    if config.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-            from lightning_fabric.loggers import TensorBoardLogger
-        except ImportError as e:
-            raise ImportError(
-                "--tensorboard needs the tensorboard package: pip install 'attnkit[tensorboard]'"
-            ) from e
-        loggers = [TensorBoardLogger(root_dir=str(config.run_dir), name="tb", version="")]
+    from .loggers import build_loggers  # --logger csv,tensorboard,wandb (lazy imports, extras named)
+
+    loggers = build_loggers(config) or None
     return Engine(
         accelerator=config.accelerator,
         devices=config.devices,

@@ -4,7 +4,7 @@ A checkpoint is one dict of tensors, plain containers and primitives, so it load
 ``torch.load(path, weights_only=True)``::
 
     {"model", "optimizer", "scheduler",        # state dicts (Fabric converts the objects)
-     "scaler" (16-mixed only), "epoch" (last completed, 0-indexed), "global_step",
+     "scaler" (16-mixed only), "model_ema" (--model-ema only), "epoch" (last completed, 0-indexed), "global_step",
      "best_metric", "best_epoch", "metric_name", "config" (plain dict), "rng", "attnkit_version",
      "torch_version"}
 """
@@ -109,8 +109,12 @@ def make_state(
     best_epoch: int,
     config: dict[str, Any],
     scaler: Any = None,
+    model_ema: Any = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict for ``engine.save`` (objects stay objects; Fabric stores their state dicts)."""
+    """The checkpoint dict for ``engine.save`` (objects stay objects; Fabric stores their state dicts).
+
+    ``model_ema`` (timm's ``ModelEmaV3``, ``--model-ema``) is stored under ``"model_ema"`` when given.
+    """
     from .. import __version__
 
     state = {
@@ -129,6 +133,8 @@ def make_state(
     }
     if scaler is not None:
         state["scaler"] = scaler
+    if model_ema is not None:
+        state["model_ema"] = model_ema
     return state
 
 

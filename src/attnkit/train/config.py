@@ -134,6 +134,23 @@ class TrainConfig:
     tensorboard: bool = False
     eval_every: int = 1
     eval_reparam: bool = False
+    opt: str | None = None
+    opt_kwargs: dict[str, Any] = field(default_factory=dict)
+    sched: str | None = None
+    sched_on_updates: bool = False
+    min_lr: float = 0.0
+    warmup_lr: float = 1e-5
+    sched_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_ema: bool = False
+    model_ema_decay: float = 0.9998
+    model_ema_warmup: bool = False
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    grad_accum: int = 1
+    logger: str | None = None
     recipe: str | None = None
 
     def __post_init__(self) -> None:
@@ -162,6 +179,7 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 (or None for the default), got {self.threads}")
         check_hyperparameters(self)
+        check_trainer_features(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict of every field (what checkpoints and ``config.yaml`` store)."""
@@ -246,6 +264,20 @@ def check_hyperparameters(c: TrainConfig) -> None:
         raise ValueError(f"milestones must be >= 0, got {c.milestones}")
     check_attn_kwargs(c.attn, c.attn_kwargs, c.scheme, c.sharing)
     check_run_name(c.run_name)
+
+
+def check_trainer_features(c: TrainConfig) -> None:
+    """Checks of the timm/Fabric trainer features (``opt``, ``sched``, EMA, mixup, accumulation, loggers).
+
+    Raises:
+        ValueError: a value outside its range or choices (the message names the field), or a combination
+            that cannot work: ``grad_accum > 1`` with Mirror Gradient (its closure re-runs the batch),
+            mixup/cutmix with an odd per-process batch (timm's ``Mixup`` pairs each image with its
+            mirror in the batch).
+    """
+    from .features import check_features  # the feature checks live beside the features
+
+    check_features(c)
 
 
 def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:

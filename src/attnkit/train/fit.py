@@ -42,6 +42,18 @@ from .engine import Engine
 from .loop import aux_columns, evaluate, logger, train_one_epoch
 from .report import MetricsWriter, plot_curves, read_metrics, write_report
 from .schedule import build_optimizer, build_scheduler, scheduler_interval
+from .trainer_features import (
+    Loaders,
+    build_features,
+    ema_columns,
+    evaluate_ema,
+    finish_loggers,
+    log_to_loggers,
+    resume_features,
+    save_ema_weights,
+    seed_numpy,
+    step_epoch_scheduler,
+)
 
 __all__ = [
     "fit",
@@ -84,6 +96,10 @@ class _Run:
     best_epoch: int = -1
     last_eval: dict[str, Any] = field(default_factory=dict)
     writer: MetricsWriter | None = None
+    ema: Any = None  # timm ModelEmaV3 (--model-ema)
+    mixup_fn: Any = None  # timm Mixup (--mixup/--cutmix)
+    criterion: Any = None  # its SoftTargetCrossEntropy
+    user_loaders: bool = False  # fit(train_loader=...): the user's loaders, used as given
 
     @property
     def select_on(self) -> str:
@@ -105,8 +121,13 @@ def _check_run_folder(config: TrainConfig, engine: Engine) -> Path | None:
     return resume_path
 
 
-def _setup(engine: Engine, config: TrainConfig, model_fn: ModelFn | None) -> _Run:
-    """Threads, run folder, data (rank 0 downloads first), model, optimizer, loaders and schedule."""
+def _setup(
+    engine: Engine, config: TrainConfig, model_fn: ModelFn | None, user: Loaders | None = None
+) -> _Run:
+    """Threads, run folder, data (rank 0 downloads first), model, optimizer, loaders and schedule.
+
+    ``user`` holds the loaders given to :func:`fit` (then no dataset is built and they are used as given).
+    """
     from ..data.datasets import build_from_config
 
     t_start = time.perf_counter()
@@ -117,11 +138,14 @@ def _setup(engine: Engine, config: TrainConfig, model_fn: ModelFn | None) -> _Ru
     if config.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     resume_path = _check_run_folder(config, engine)
-    if config.download and not zero:
-        engine.barrier()
-    data = build_from_config(config, download=config.download and zero)
-    if config.download and zero:
-        engine.barrier()
+    if user is not None:
+        data = user.describe(config.num_classes)
+    else:
+        if config.download and not zero:
+            engine.barrier()
+        data = build_from_config(config, download=config.download and zero)
+        if config.download and zero:
+            engine.barrier()
     check_num_classes(config, data)
 
     # same seed on every rank -> identical initial weights
@@ -140,11 +164,15 @@ def _setup(engine: Engine, config: TrainConfig, model_fn: ModelFn | None) -> _Ru
     optimizer = build_optimizer(model, config)
     model, optimizer = engine.setup(model, optimizer)
     raw_model = getattr(model, "module", raw_model)
-    train_loader, eval_loaders = build_loaders(
-        config, data, rank=engine.global_rank, world_size=engine.world_size
-    )
+    if user is not None:
+        train_loader, eval_loaders = user.train, user.evals()
+    else:
+        train_loader, eval_loaders = build_loaders(
+            config, data, rank=engine.global_rank, world_size=engine.world_size
+        )
     train_loader, *ev = engine.setup_dataloaders(train_loader, *eval_loaders.values())
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    feats = build_features(config, raw_model, data.num_classes, len(train_loader))
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=feats.updates_per_epoch)
     return _Run(
         config=config,
         engine=engine,
@@ -162,6 +190,10 @@ def _setup(engine: Engine, config: TrainConfig, model_fn: ModelFn | None) -> _Ru
         threads=threads,
         t_start=t_start,
         resume_path=resume_path,
+        ema=feats.ema,
+        mixup_fn=feats.mixup_fn,
+        criterion=feats.criterion,
+        user_loaders=user is not None,
     )
 
 
@@ -178,12 +210,15 @@ def _resume(run: _Run) -> None:
         objs = {"model": run.model, "optimizer": run.optimizer, "scheduler": run.scheduler}
         if "scaler" in ckpt and engine.scaler is not None:
             objs["scaler"] = engine.scaler
+        if run.ema is not None and "model_ema" in ckpt:
+            objs["model_ema"] = run.ema
         engine.load(path, objs)
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {e}") from None
     run.start_epoch, run.global_step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
     run.best_metric, run.best_epoch = float(ckpt["best_metric"]), int(ckpt["best_epoch"])
     set_rng_state(ckpt["rng"])
+    resume_features(run, ckpt, path)
     if engine.is_global_zero:
         lr = run.optimizer.param_groups[0]["lr"]
         logger.info("resuming from %s at epoch %d (lr %.5g)", path, run.start_epoch, lr)
@@ -195,6 +230,7 @@ def _start_files(run: _Run) -> None:
         return
     config, data, engine = run.config, run.data, run.engine
     extra = aux_columns(run.raw_model) + (["val_loss", "val_top1"] if "val" in run.eval_loaders else [])
+    extra += ema_columns(run)
     resumed = run.resume_path is not None
     run.writer = MetricsWriter(
         config.run_dir / "metrics.csv", extra, resume_epoch=run.start_epoch - 1 if resumed else None
@@ -216,8 +252,8 @@ def _start_files(run: _Run) -> None:
         config.run_dir,
         config.model,
         f"{run.params:,}",
-        len(data.train),
-        len(data.test),
+        len(data.train) if hasattr(data.train, "__len__") else -1,
+        len(data.test) if hasattr(data.test, "__len__") else -1,
         engine.world_size,
         f"{run.threads} thread{'' if run.threads == 1 else 's'}",
         data.notes,
@@ -240,6 +276,7 @@ def _evaluate_epoch(run: _Run, row: dict[str, Any]) -> bool:
         row[f"{p}_loss"], row[f"{p}_top1"] = res["loss"], res["top1"]
         if split == "test":
             row["eval_top5"] = res["top5"]
+    evaluate_ema(run, row)
     run.last_eval = dict(row)
     metric = row["eval_top1" if run.select_on == "test" else "val_top1"]
     if metric > run.best_metric:
@@ -263,8 +300,7 @@ def _log_epoch(run: _Run, row: dict[str, Any]) -> None:
         row["epoch_time_s"],
         row["train_samples_per_s"],
     )
-    if run.config.tensorboard:
-        run.engine.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+    log_to_loggers(run, row)
 
 
 def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
@@ -273,7 +309,9 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     seed = epoch_seed(config.seed, engine.global_rank, epoch)
     random.seed(seed)
     torch.manual_seed(seed)
-    set_loader_epoch(run.train_loader, epoch)
+    if not run.user_loaders:
+        set_loader_epoch(run.train_loader, epoch)
+    seed_numpy(run, seed)
     stats = train_one_epoch(
         run.fwd_model,
         run.optimizer,
@@ -289,6 +327,11 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
         raw_model=run.raw_model,
         log_interval=config.log_interval,
         progress=config.progress,
+        grad_accum=config.grad_accum,
+        mixup_fn=run.mixup_fn,
+        criterion=run.criterion,
+        ema=run.ema,
+        log_fn=engine.fabric.log_dict if engine.fabric.loggers else None,
     )
     run.global_step = stats["global_step"]
     if run.interval == "epoch":
@@ -297,6 +340,7 @@ def _run_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     row.update(epoch=epoch, global_step=run.global_step)
     due = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
     improved = _evaluate_epoch(run, row) if due else False
+    step_epoch_scheduler(run, epoch, row)
     if engine.is_global_zero:
         _log_epoch(run, row)
     check_finite_state(run.raw_model, epoch, run.global_step, row)  # never checkpoint a diverged state
@@ -318,6 +362,7 @@ def _save(run: _Run, epoch: int, path: Path) -> None:
         best_epoch=run.best_epoch,
         config=run.config.to_dict(),
         scaler=run.engine.scaler,
+        model_ema=run.ema,
     )
     run.engine.save(path, state)
 
@@ -366,6 +411,7 @@ def _summary(run: _Run) -> dict[str, Any]:
         "weights": weights,
         "config": config.to_dict(),
     }
+    summary.update(save_ema_weights(run, last))
     atomic_write_json(run_dir / "summary.json", summary)
     has_curves = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     write_report(run_dir / "report.md", summary, has_curves)
@@ -380,7 +426,11 @@ def _summary(run: _Run) -> dict[str, Any]:
 
 
 def _fit_worker(
-    engine: Engine, config: TrainConfig, model_fn: ModelFn | None, callbacks: Sequence[Callable[[dict], Any]]
+    engine: Engine,
+    config: TrainConfig,
+    model_fn: ModelFn | None,
+    callbacks: Sequence[Callable[[dict], Any]],
+    user: Loaders | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`fit`, run on every process: set-up, resume, epochs, summary."""
     previous_threads = torch.get_num_threads()
@@ -388,7 +438,7 @@ def _fit_worker(
     try:
         if lock is not None:
             lock.acquire()  # one writer per run folder; removes temporary files of killed runs
-        run = _setup(engine, config, model_fn)
+        run = _setup(engine, config, model_fn, user)
         _resume(run)
         _start_files(run)
         if run.resume_path is None:  # epoch -1: the initial weights, so a divergence keeps a finite last.ckpt
@@ -408,6 +458,7 @@ def _fit_worker(
             if _call_back(callbacks, info):
                 break
         summary = _summary(run) if engine.is_global_zero else {}
+        finish_loggers(engine)
         engine.barrier()
         return summary
     finally:
@@ -428,7 +479,13 @@ def _call_back(callbacks: Sequence[Callable[[dict], Any]], info: dict[str, Any])
 
 
 def fit(
-    config: TrainConfig, *, model_fn: ModelFn | None = None, callbacks: Sequence[Callable[[dict], Any]] = ()
+    config: TrainConfig,
+    *,
+    model_fn: ModelFn | None = None,
+    callbacks: Sequence[Callable[[dict], Any]] = (),
+    train_loader: Any = None,
+    val_loader: Any = None,
+    test_loader: Any = None,
 ) -> dict[str, Any]:
     """Train and evaluate one model as configured; writes the run folder and returns its summary.
 
@@ -438,6 +495,14 @@ def fit(
             picklable, i.e. module-level, for ``ddp_spawn``).
         callbacks: called on every rank after each epoch's files are written with ``{"epoch", "row",
             "model", "engine", "run_dir"}``; raising :class:`StopTraining` ends the run cleanly.
+        train_loader: the user's own training loader (any iterable of ``(x, y)`` batches, e.g. a
+            ``DataLoader``; see :mod:`attnkit.train.user_data` and :class:`~attnkit.train.HFImageDataset`);
+            ``config.dataset``, ``batch_size``, ``workers`` and ``train_subset`` are then not used. Its
+            order is the loader's own; a shuffling ``DataLoader`` without a ``generator`` draws from the
+            torch RNG that the trainer seeds per epoch, so ``--resume`` stays exact. With several
+            processes the loaders must shard the data themselves.
+        val_loader: evaluated as the ``val`` split (``val_*`` columns; the best epoch is chosen on it).
+        test_loader: evaluated as the ``test`` split (``eval_*`` columns).
 
     Returns:
         The summary dict also written to ``summary.json`` (rank 0's): ``best_eval_top1`` and
@@ -453,6 +518,9 @@ def fit(
             epoch and step, ``last.ckpt`` keeps the last finite state and no final weights are written.
         FileNotFoundError: missing dataset or ``--resume PATH``.
     """
+    user = Loaders(train_loader, val_loader, test_loader) if train_loader is not None else None
+    if user is None and (val_loader is not None or test_loader is not None):
+        raise ValueError("fit(val_loader=/test_loader=) needs train_loader= as well")
     engine = build_engine(config)
-    out = engine.launch(_fit_worker, config, model_fn, tuple(callbacks))
+    out = engine.launch(_fit_worker, config, model_fn, tuple(callbacks), user)
     return out if isinstance(out, dict) else {}

@@ -8,6 +8,7 @@ epoch. Evaluation sums ``(loss, correct@1, correct@5, count)`` over unpadded sha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -101,43 +102,74 @@ class _FiniteWatch:
         )
 
 
-def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip):
-    """Forward, task + auxiliary loss, backward and optional clipping; returns ``(total, logits, loss, aux)``."""
+def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip, mb=None):
+    """Forward, task + auxiliary loss, backward and optional clipping; returns ``(total, logits, loss, aux)``.
+
+    ``mb`` (:class:`_MicroBatch`) carries the soft targets and criterion of mixup, and the loss scale of
+    gradient accumulation; ``total``/``loss`` are returned unscaled.
+    """
     logits = model(x)  # (N, num_classes)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    if mb is not None and mb.criterion is not None:
+        loss = mb.criterion(logits.float(), mb.target)  # soft targets (N, num_classes)
+    else:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     aux = collect_aux_losses(raw_model)
     total = loss + sum(v.reshape(()) for v in aux.values()) if aux else loss
+    scaled = total * mb.scale if (mb is not None and mb.scale != 1.0) else total
     if engine is not None:
-        engine.backward(total)
+        engine.backward(scaled)
         if grad_clip is not None:
             engine.clip_gradients(model, optimizer, grad_clip)
     else:
-        total.backward()
+        scaled.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     return total, logits, loss, aux
 
 
-def _optimizer_step(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip):
-    """One optimizer step on a batch; returns ``(logits, loss, aux)`` of the first forward pass.
+class _MicroBatch:
+    """One batch's part of an update: soft targets (mixup), loss scale and whether the update happens now."""
+
+    __slots__ = ("target", "criterion", "scale", "update")
+
+    def __init__(self, target=None, criterion=None, scale: float = 1.0, update: bool = True):
+        self.target, self.criterion, self.scale, self.update = target, criterion, scale, update
+
+
+def _no_sync(engine, model, skip: bool):
+    """Fabric's ``no_backward_sync`` while accumulating (DDP skips the all-reduce); a no-op otherwise."""
+    if engine is None or not skip:
+        return contextlib.nullcontext()
+    return engine.fabric.no_backward_sync(model, enabled=True)
+
+
+def _optimizer_step(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip, mb=None):
+    """One optimizer step on a batch (or one accumulated micro-batch); returns ``(logits, loss, aux)``.
 
     An :mod:`attnkit.optim` strategy with ``requires_closure`` (Mirror Gradient) gets ``step(closure)``
-    and may call the closure (forward + backward + clipping) more than once.
+    and may call the closure (forward + backward + clipping) more than once; metrics come from the first
+    pass. With ``mb.update`` False (gradient accumulation) only forward and backward run, without DDP's
+    gradient all-reduce; clipping, ``step`` and ``zero_grad`` wait for the window's last micro-batch.
     """
     first: list[tuple] = []
+    update = mb is None or mb.update
 
     def closure():
-        out = _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip)
+        clip = grad_clip if update else None
+        out = _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, clip, mb)
         first.append(out)
         return out[0]
 
     if getattr(optimizer, "requires_closure", False):
         optimizer.step(closure)
     else:
-        closure()
-        optimizer.step()
+        with _no_sync(engine, model, not update):
+            closure()
+        if update:
+            optimizer.step()
     _, logits, loss, aux = first[0]
-    optimizer.zero_grad(set_to_none=True)
+    if update:
+        optimizer.zero_grad(set_to_none=True)
     return logits, loss, aux
 
 
@@ -149,12 +181,125 @@ def _log_step(epoch, step, loader, loss_sum, correct, count, optimizer, t_last, 
         epoch,
         step,
         len(loader) if hasattr(loader, "__len__") else "?",
-        loss_sum.item() / count.item(),
-        100 * correct.item() / count.item(),
+        loss_sum.item() / count,
+        100 * correct.item() / count,
         optimizer.param_groups[0]["lr"],
         1000 * (now - t_last) / log_interval,
     )
     return now
+
+
+class _Windows:
+    """Gradient-accumulation windows over an epoch: which batch updates, and each batch's loss scale.
+
+    With ``n`` batches and ``k`` per update, the last ``n % k`` batches form a shorter final window
+    (timm's ``train.py``): its losses are divided by its own length, so every update averages its batches.
+    """
+
+    def __init__(self, loader, grad_accum: int, max_steps: int | None):
+        self.k = max(1, int(grad_accum))
+        n = len(loader) if hasattr(loader, "__len__") else None
+        if max_steps is not None:
+            n = min(n, max_steps) if n is not None else max_steps
+        self.n = n
+        self.full = n - n % self.k if n is not None else None  # batches in complete windows
+
+    def micro_batch(self, step: int) -> _MicroBatch:
+        """The :class:`_MicroBatch` of 1-based batch ``step``."""
+        if self.k == 1:
+            return _MicroBatch()
+        size = self.k if (self.full is None or step <= self.full) else self.n - self.full
+        last = step % self.k == 0 or (self.n is not None and step >= self.n)
+        return _MicroBatch(scale=1.0 / size, update=last)
+
+    def pending(self, step: int) -> bool:
+        """Whether gradients of an unfinished window remain after ``step`` batches (loaders without len)."""
+        return self.k > 1 and self.n is None and step % self.k != 0
+
+
+def _after_update(raw_model, optimizer, scheduler, interval: str, ema, global_step: int) -> None:
+    """After an optimizer update: the EMA, then a per-update schedule (torch ``step()`` or timm's ``step_update``)."""
+    if ema is not None:
+        ema.update(raw_model, step=global_step)
+    if scheduler is None:
+        return
+    if interval == "step":
+        scheduler.step()
+    elif interval == "timm":
+        scheduler.step_update(num_updates=global_step)
+
+
+class _Meter:
+    """Exact epoch sums of the training metrics, on the device (no host sync per step).
+
+    ``loss·n``, correct top-1 and auxiliary ``loss·n`` are float64 device tensors; the image count is a
+    python int (known from the shapes). :meth:`result` all-reduces them once at the end of the epoch.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+        self.aux: dict[str, torch.Tensor] = {}
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, hard: torch.Tensor, aux: dict) -> None:
+        """One batch: its mean loss, logits ``(N, K)``, the (dominant) labels ``(N,)`` and aux terms."""
+        n = hard.shape[0]
+        self.loss_sum += loss.detach().double() * n
+        self.correct += (logits.detach().argmax(1) == hard).sum()
+        self.count += n
+        for k, v in aux.items():
+            key = f"aux_{k}"
+            prev = self.aux.get(key)
+            term = v.detach().double() * n
+            self.aux[key] = term if prev is None else prev + term
+
+    def running(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(loss_sum, correct, count)`` so far, for log lines."""
+        return self.loss_sum, self.correct, self.count
+
+    def show(self, bar, step: int, log_interval: int) -> None:
+        """Advance a tqdm bar; every ``log_interval // 5`` steps show the running loss and top-1 (a sync)."""
+        bar.update(1)
+        if step % max(1, log_interval // 5) == 0:
+            bar.set_postfix(
+                loss=f"{self.loss_sum.item() / self.count:.4f}",
+                top1=f"{100 * self.correct.item() / self.count:.2f}",
+            )
+
+    def result(self, engine) -> dict[str, Any]:
+        """Sums over all processes -> ``{"train_loss", "train_top1", "samples", "aux_*"}``."""
+        keys = sorted(self.aux)
+        count = torch.full((), float(self.count), dtype=torch.float64, device=self.device)
+        stacked = torch.stack([self.loss_sum, self.correct, count] + [self.aux[k] for k in keys])
+        if engine is not None:
+            stacked = engine.all_reduce(stacked, op="sum")
+        vals = stacked.tolist()  # one host transfer
+        n = max(vals[2], 1.0)
+        out = {"train_loss": vals[0] / n, "train_top1": 100.0 * vals[1] / n, "samples": int(vals[2])}
+        out.update({k: vals[3 + i] / n for i, k in enumerate(keys)})
+        return out
+
+
+def _make_bar(loader, epoch: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=len(loader) if hasattr(loader, "__len__") else None,
+        desc=f"epoch {epoch}",
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+
+def _mix(mixup_fn, criterion, x: torch.Tensor, y: torch.Tensor, mb: _MicroBatch):
+    """Apply timm's ``Mixup`` to a batch (an odd batch loses its last image); sets ``mb``'s soft targets."""
+    if y.shape[0] % 2:  # Mixup pairs image i with image N-1-i
+        x, y = x[:-1], y[:-1]
+    x, mb.target = mixup_fn(x, y)  # (N, C, H, W), (N, num_classes)
+    mb.criterion = criterion
+    return x, y
 
 
 def train_one_epoch(
@@ -174,6 +319,11 @@ def train_one_epoch(
     log_interval: int = 50,
     progress: str = "auto",
     max_steps: int | None = None,
+    grad_accum: int = 1,
+    mixup_fn=None,
+    criterion=None,
+    ema=None,
+    log_fn=None,
 ) -> dict[str, Any]:
     """Train for one pass over ``loader``.
 
@@ -187,21 +337,36 @@ def train_one_epoch(
             the device when the loader is Fabric-wrapped.
         engine: an :class:`attnkit.train.Engine` (None: plain PyTorch on the model's device, no reduction).
         epoch: the epoch counter, for logs.
-        global_step: the step counter, for logs; the returned ``global_step`` is advanced.
-        scheduler: a per-iteration scheduler, stepped here when ``scheduler_interval`` is ``"step"``.
-        scheduler_interval: ``"step"`` or ``"epoch"`` (per-epoch schedulers are stepped by the caller).
+        global_step: optimizer updates so far; the returned ``global_step`` is advanced by this epoch's
+            updates (``ceil(batches / grad_accum)``).
+        scheduler: a per-update scheduler, stepped here after each optimizer update when
+            ``scheduler_interval`` is ``"step"`` (``scheduler.step()``) or ``"timm"``
+            (``scheduler.step_update(global_step)``).
+        scheduler_interval: ``"step"``, ``"timm"`` or ``"epoch"`` (per-epoch steps are the caller's).
         label_smoothing: cross-entropy label smoothing.
         grad_clip: max global grad norm (None: off).
         channels_last: convert each batch to ``torch.channels_last``.
         raw_model: the unwrapped model whose submodules report ``aux_loss()`` (default ``model``).
         log_interval: a log line every this many steps (when no bar is drawn).
         progress: ``auto`` | ``bar`` | ``lines`` | ``none``.
-        max_steps: stop after this many steps (benchmarks).
+        max_steps: stop after this many batches (benchmarks).
+        grad_accum: batches per optimizer update. Each batch's loss is divided by the number of batches
+            in its window (the last window of an epoch may be shorter, as in timm's ``train.py``), the
+            gradients of a window's first batches are not all-reduced (Fabric's ``no_backward_sync``), and
+            clipping, ``optimizer.step``, EMA and per-update schedules run once per window.
+        mixup_fn: ``timm.data.Mixup`` (``(x, y) -> (x, y_soft)``), with ``criterion`` its soft-target loss;
+            ``train_top1`` is then measured against the dominant class of the mixed target. An odd last
+            batch loses its last image (``Mixup`` needs an even batch).
+        criterion: loss for soft targets (default: cross entropy with ``label_smoothing``).
+        ema: a ``timm.utils.ModelEmaV3``, updated with ``raw_model`` after every optimizer update.
+        log_fn: ``log_fn(metrics, step)`` called every ``log_interval`` updates with
+            ``{"train_loss_step", "lr", "epoch"}`` (Fabric loggers); one host sync per call.
 
     Returns:
         ``{"train_loss", "train_top1" (percent), "samples", "epoch_time_s", "train_samples_per_s",
         "global_step", "lr"}`` plus ``aux_<name>`` means. ``train_loss`` is the task (cross-entropy) loss,
-        comparable to ``eval_loss``; the optimised objective is ``train_loss + sum(aux_*)``.
+        comparable to ``eval_loss`` (with mixup: the soft-target loss, not comparable); the optimised
+        objective is ``train_loss + sum(aux_*)``.
 
     Raises:
         FloatingPointError: a non-finite training loss; the message names the epoch and the step. One
@@ -214,22 +379,12 @@ def train_one_epoch(
     raw_model = raw_model if raw_model is not None else model
     device = engine.device if engine is not None else next(model.parameters()).device
     is_zero = engine is None or engine.is_global_zero
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.float64, device=device)
-    count = torch.zeros((), dtype=torch.float64, device=device)
-    aux_sums: dict[str, torch.Tensor] = {}
+    meter = _Meter(device)
     watch = _FiniteWatch(device, epoch, global_step, loader, engine, log_interval)
     lr0 = optimizer.param_groups[0]["lr"]
-    bar = None
-    if use_bar(progress, is_zero):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(loader) if hasattr(loader, "__len__") else None,
-            desc=f"epoch {epoch}",
-            leave=False,
-            dynamic_ncols=True,
-        )
+    bar = _make_bar(loader, epoch) if use_bar(progress, is_zero) else None
+    lines = bar is None and progress in ("auto", "lines", "bar") and is_zero
+    windows = _Windows(loader, grad_accum, max_steps)
     t0 = t_last = time.perf_counter()
     step = 0
     for step, (x, y) in enumerate(loader, 1):
@@ -237,54 +392,42 @@ def train_one_epoch(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        mb = windows.micro_batch(step)
+        if mixup_fn is not None:
+            x, y = _mix(mixup_fn, criterion, x, y, mb)
         logits, loss, aux = _optimizer_step(
-            model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip
+            model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip, mb
         )
-        if scheduler is not None and scheduler_interval == "step":
-            scheduler.step()
-        n = y.shape[0]
-        loss_sum += loss.detach().double() * n
-        correct += (logits.detach().argmax(1) == y).sum()
-        count += n
-        for k, v in aux.items():
-            key = f"aux_{k}"
-            aux_sums[key] = (
-                aux_sums.get(key, torch.zeros((), dtype=torch.float64, device=device))
-                + v.detach().double() * n
-            )
-        global_step += 1
+        meter.add(loss, logits, mb.target.argmax(1) if mb.target is not None else y, aux)
+        if mb.update:
+            global_step += 1
+            _after_update(raw_model, optimizer, scheduler, scheduler_interval, ema, global_step)
+            if log_fn is not None and global_step % log_interval == 0:
+                lr = optimizer.param_groups[0]["lr"]
+                log_fn({"train_loss_step": loss.item(), "lr": lr, "epoch": epoch}, global_step)
         watch.update(loss, step)
         if bar is not None:
-            bar.update(1)
-            if step % max(1, log_interval // 5) == 0:
-                bar.set_postfix(
-                    loss=f"{loss_sum.item() / count.item():.4f}",
-                    top1=f"{100 * correct.item() / count.item():.2f}",
-                )
-        elif progress in ("auto", "lines", "bar") and is_zero and step % log_interval == 0:
-            t_last = _log_step(epoch, step, loader, loss_sum, correct, count, optimizer, t_last, log_interval)
+            meter.show(bar, step, log_interval)
+        elif lines and step % log_interval == 0:
+            t_last = _log_step(epoch, step, loader, *meter.running(), optimizer, t_last, log_interval)
         if max_steps is not None and step >= max_steps:
             break
+    if windows.pending(step):  # a loader without len() ended inside an accumulation window
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        global_step += 1
+        _after_update(raw_model, optimizer, scheduler, scheduler_interval, ema, global_step)
     if bar is not None:
         bar.close()
-    keys = sorted(aux_sums)
-    stacked = torch.stack([loss_sum, correct, count] + [aux_sums[k] for k in keys])
-    if engine is not None:
-        stacked = engine.all_reduce(stacked, op="sum")
+    out = meter.result(engine)
     watch.finish()
     elapsed = time.perf_counter() - t0
-    total_n = float(stacked[2])
-    out = {
-        "train_loss": float(stacked[0]) / max(total_n, 1.0),
-        "train_top1": 100.0 * float(stacked[1]) / max(total_n, 1.0),
-        "samples": int(total_n),
-        "epoch_time_s": elapsed,
-        "train_samples_per_s": total_n / elapsed if elapsed > 0 else float("nan"),
-        "global_step": global_step,
-        "lr": lr0,
-    }
-    for i, k in enumerate(keys):
-        out[k] = float(stacked[3 + i]) / max(total_n, 1.0)
+    out.update(
+        epoch_time_s=elapsed,
+        train_samples_per_s=out["samples"] / elapsed if elapsed > 0 else float("nan"),
+        global_step=global_step,
+        lr=lr0,
+    )
     return out
 
 

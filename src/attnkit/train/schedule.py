@@ -50,18 +50,26 @@ def param_groups(model: nn.Module, weight_decay: float, wd_mode: str = "all") ->
 
 
 def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
-    """SGD with ``config.lr``, ``momentum``, ``nesterov`` and the ``wd_mode`` groups.
+    """SGD with ``config.lr``, ``momentum``, ``nesterov`` and the ``wd_mode`` groups (or timm's ``config.opt``).
+
+    With ``config.opt`` set, :func:`attnkit.train.optim_factory.build_timm_optimizer` builds the
+    optimizer instead (timm's ``create_optimizer_v2`` on the same groups).
 
     With ``config.optim_strategy`` set (``mirror`` | ``altersgd``) the SGD optimizer is wrapped by
     :func:`attnkit.optim.wrap_optimizer` with the ``mg_*`` / ``alter_*`` options; the loop then takes the
     closure path and the checkpoints carry the wrapper's counters.
     """
-    sgd = torch.optim.SGD(
-        param_groups(model, config.weight_decay, config.wd_mode),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-    )
+    if getattr(config, "opt", None):  # timm's optimizer factory (--opt)
+        from .optim_factory import build_timm_optimizer
+
+        sgd = build_timm_optimizer(model, config)
+    else:
+        sgd = torch.optim.SGD(
+            param_groups(model, config.weight_decay, config.wd_mode),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+        )
     strategy = getattr(config, "optim_strategy", None)
     if not strategy:
         return sgd
@@ -78,7 +86,14 @@ def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
 
 
 def scheduler_interval(config) -> str:
-    """``"epoch"`` (MultiStepLR / constant, stepped after each epoch) or ``"step"`` (cosine or warm-up)."""
+    """When the schedule steps: ``"epoch"``, ``"step"`` (per update) or ``"timm"`` (both clocks).
+
+    ``"epoch"``: MultiStepLR / constant, stepped after each epoch; ``"step"``: cosine or warm-up, stepped
+    after each optimizer update; ``"timm"`` (``config.sched``): ``step_update`` after each optimizer update
+    and ``step`` after each epoch.
+    """
+    if getattr(config, "sched", None):
+        return "timm"
     return "step" if (config.scheduler == "cosine" or config.warmup_epochs > 0) else "epoch"
 
 
@@ -97,11 +112,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config, steps_per_epoch: i
     (``epochs × steps_per_epoch`` steps) here, where the run's step count is known; a resumed run then
     restores the session counters from the checkpoint.
 
+    - ``config.sched`` set: timm's ``create_scheduler_v2`` (:func:`attnkit.train.optim_factory.build_timm_scheduler`).
+
+    ``steps_per_epoch`` counts optimizer **updates** (batches / ``grad_accum``, rounded up).
+
     Returns:
         A scheduler with ``state_dict``; see :func:`scheduler_interval` for when to call ``step()``.
     """
     if callable(getattr(optimizer, "session_start", None)):
         optimizer.session_start(config.epochs * max(1, int(steps_per_epoch)))
+    if getattr(config, "sched", None):  # timm's scheduler factory (--sched)
+        from .optim_factory import build_timm_scheduler
+
+        return build_timm_scheduler(optimizer, config, steps_per_epoch)
     if scheduler_interval(config) == "epoch":
         ms = config.milestones if config.scheduler == "step" else []
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(ms), gamma=config.gamma)
