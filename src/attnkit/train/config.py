@@ -352,8 +352,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
     ``field_name`` becomes ``--field-name``; booleans ``--x/--no-x``; lists take ``nargs``; dict fields take
     ``key=value`` pairs parsed with ``ast.literal_eval``; optional fields accept ``none``. Defaults are
-    suppressed, so only explicitly given flags override the recipe and YAML layers.
+    suppressed, so only explicitly given flags override the recipe and YAML layers. Help texts and the
+    closed sets of choices come from :mod:`attnkit.train.flags`.
     """
+    from .flags import HELP as FLAG_HELP
+    from .flags import choices as flag_choices
+
     parser.add_argument("--recipe", default=argparse.SUPPRESS, help=f"preset: {', '.join(list_recipes())}")
     parser.add_argument("-c", "--config", default=argparse.SUPPRESS, help="YAML file of config fields")
     defaults = TrainConfig().to_dict()
@@ -365,8 +369,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         kw: dict[str, Any] = {
             "dest": name,
             "default": argparse.SUPPRESS,
-            "help": f"(default {defaults[name]!r})",
+            "help": f"{FLAG_HELP.get(name, '')} (default {defaults[name]!r})".lstrip(),
         }
+        allowed = flag_choices(name, optional)
+        if allowed is not None and inner is str:
+            kw["choices"] = allowed
         origin = typing.get_origin(inner)
         if inner is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)

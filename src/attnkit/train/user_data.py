@@ -117,7 +117,7 @@ class HFImageDataset(torch.utils.data.Dataset):
     Args:
         dataset: a ``datasets.Dataset`` (one split), e.g. ``load_dataset("cifar10", split="train")``.
         image_key: the image column (PIL images, arrays or nested lists; ``(H, W)`` or ``(H, W, C)``
-            arrays are moved to ``(C, H, W)``; uint8 values are scaled to [0, 1]).
+            arrays are moved to ``(C, H, W)``; integer values (0..255) are scaled to [0, 1]).
         label_key: the integer label column.
         transform: optional ``transform(image) -> tensor`` (e.g. a torchvision transform) replacing the
             default conversion.
@@ -143,14 +143,12 @@ class HFImageDataset(torch.utils.data.Dataset):
         for k in (image_key, label_key):
             if cols and k not in cols:
                 raise KeyError(f"column {k!r} not in the dataset's columns {cols}")
-        self.dataset, self.image_key, self.label_key, self.transform = (
-            dataset,
-            image_key,
-            label_key,
-            transform,
-        )
         feature = getattr(dataset, "features", {}).get(label_key) if hasattr(dataset, "features") else None
         self.classes = list(feature.names) if getattr(feature, "names", None) else None
+        if transform is None and callable(getattr(dataset, "with_format", None)):
+            dataset = dataset.with_format("numpy")  # arrays keep their dtype (uint8 images stay uint8)
+        self.dataset, self.image_key, self.label_key = dataset, image_key, label_key
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -163,7 +161,7 @@ class HFImageDataset(torch.utils.data.Dataset):
         a = np.asarray(img)
         x = torch.from_numpy(a.copy())
         x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)  # (C, H, W)
-        return x.float() / 255.0 if a.dtype == np.uint8 else x.float()
+        return x.float() / 255.0 if np.issubdtype(a.dtype, np.integer) else x.float()  # 0..255 -> [0, 1]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         row = self.dataset[int(i)]
