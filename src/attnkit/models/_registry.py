@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from .._registry import Registry
+from .aux import watch_aux_losses
 
 __all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_fn"]
 
@@ -73,6 +74,7 @@ def create_model(name: str, pretrained: Any = None, **kwargs: Any) -> nn.Module:
     """
     model = get_model_fn(name)(**kwargs)
     model.attnkit_cfg = {"model": str(name).lower(), **kwargs}
+    watch_aux_losses(model)  # SPEM-style auxiliary losses warn when trained outside attnkit's trainer
     if pretrained is not None:
         from .pretrained import load_pretrained
 

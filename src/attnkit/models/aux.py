@@ -8,10 +8,14 @@ loss; each term is logged under its module name.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
-__all__ = ["collect_aux_losses", "total_aux_loss"]
+__all__ = ["collect_aux_losses", "total_aux_loss", "watch_aux_losses"]
+
+_WARNED: set[type] = set()
 
 
 def collect_aux_losses(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -23,6 +27,7 @@ def collect_aux_losses(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, m in model.named_modules():
         fn = getattr(m, "aux_loss", None)
         if callable(fn):
+            m._attnkit_aux_pending = False  # collected: see watch_aux_losses
             v = fn()
             if v is not None:
                 out[name or "model"] = v
@@ -35,3 +40,42 @@ def total_aux_loss(model: nn.Module) -> torch.Tensor | None:
     if not terms:
         return None
     return torch.stack([t.reshape(()) for t in terms.values()]).sum()
+
+
+def _aux_forward_hook(module: nn.Module, args, output) -> None:
+    """Warn (once per class) when a training forward finds the previous one's auxiliary loss uncollected."""
+    if not (module.training and torch.is_grad_enabled()):
+        return
+    if getattr(module, "_attnkit_aux_pending", False) and type(module) not in _WARNED:
+        _WARNED.add(type(module))
+        warnings.warn(
+            f"{type(module).__name__} defines an auxiliary loss (aux_loss()) that was not added to the loss "
+            "since its previous training forward pass; outside attnkit's trainer use "
+            "loss = task_loss + attnkit.models.total_aux_loss(model), or the module trains without its "
+            "regulariser",
+            UserWarning,
+            stacklevel=2,
+        )
+    module._attnkit_aux_pending = True
+
+
+def watch_aux_losses(model: nn.Module) -> int:
+    """Make modules with ``aux_loss()`` warn when they are trained without their auxiliary loss.
+
+    A forward hook on each such module marks its term as pending on every training forward (grad
+    enabled); :func:`collect_aux_losses` (attnkit's trainer, :func:`total_aux_loss`) clears the mark. A
+    second training forward that finds the mark set raises a ``UserWarning`` once per module class: the
+    model is being trained by a loop that ignores e.g. SPEM's ``(p**2)`` regulariser. Evaluation and
+    ``torch.no_grad`` forwards never warn. :func:`attnkit.create_model` and :func:`attnkit.attach` call it.
+
+    Returns:
+        The number of modules watched (0 for a model without auxiliary losses).
+    """
+    n = 0
+    for m in model.modules():
+        if callable(getattr(m, "aux_loss", None)):
+            if not getattr(m, "_attnkit_aux_watched", False):
+                m.register_forward_hook(_aux_forward_hook)
+                m._attnkit_aux_watched = True
+            n += 1
+    return n

@@ -24,6 +24,7 @@ from torch import nn
 from ..attention import resolve_attn
 from ._scheme import parse_scheme
 from ._stage import StageWiring
+from .aux import watch_aux_losses
 
 __all__ = ["BlockAdapter", "register_block_adapter", "AttachedStage", "attach", "detach", "find_stages"]
 
@@ -313,6 +314,7 @@ def attach(
             new.to(ref.device)
         _set(model, name, new)
     model.attnkit_attach = {"attn": entry.name, "sharing": sharing, "scheme": scheme, "attn_kwargs": kw}
+    watch_aux_losses(model)  # SPEM-style auxiliary losses warn when trained outside attnkit's trainer
     return model
 
 
