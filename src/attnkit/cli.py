@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cem": ("attnkit.commands.cem", "CEM machine-human chatting handoff: train / test"),
     "analyze": ("attnkit.commands.analyze", "analyses of a trained network: stiffness / stripes"),
     "lcg": ("attnkit.commands.lcg", "latent classifier guidance: fit-generator / train / sample / edit"),
+    "sur": ("attnkit.commands.sur", "SUR-adapter prompt adapter on the SURD-mini demo: train"),
 }
 
 
