@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_json, write_results
+from ._io import RunLock, atomic_write_json, write_results
 
 __all__ = [
     "Variant",
@@ -620,6 +620,7 @@ def run_compare(
     Raises:
         ValueError, TypeError: an invalid variant or setting (before anything is written).
         FileExistsError: ``out_dir`` already holds a comparison and ``resume`` is off.
+        attnkit._io.RunLockedError: another live process is writing ``out_dir`` (an ``OSError``).
     """
     from ._compare_plot import plot_compare
     from .data.datasets import build_from_config
@@ -643,87 +644,87 @@ def run_compare(
             models[v.label] = build_model(configs[(v.label, seeds[0])], data)
         except (ValueError, TypeError, KeyError) as e:
             raise type(e)(f"variant {v.label}: {e}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / REQUEST_FILE, request_dict(base, variants, seeds))
-    if on_start is not None:
-        on_start(out)
-    summaries: dict[tuple[str, int], dict[str, Any]] = {}
-    if train:
-        for s in seeds:
-            for v in variants:
-                summaries[(v.label, s)] = _train_run(configs[(v.label, s)], resume)
-    rows = aggregate_rows(variants, seeds, summaries, len(data.test) if train else None)
-    base_params = None
-    for r in rows:
-        rep = profile(models[r["variant"]], input_size=(data.in_chans, h, w))
-        base_params = rep.params_total if base_params is None else base_params
-        r.update(params=rep.params_total, params_delta=rep.params_total - base_params, macs=rep.macs)
-        r.update(latency_ms=None, latency_ratio=None, latency_ratio_low=None, latency_ratio_high=None)
-    footer, lat = "", None
-    if latency:
-        import torch
+    with RunLock(out, "attnkit compare"):  # one writer per comparison folder (creates it)
+        atomic_write_json(out / REQUEST_FILE, request_dict(base, variants, seeds))
+        if on_start is not None:
+            on_start(out)
+        summaries: dict[tuple[str, int], dict[str, Any]] = {}
+        if train:
+            for s in seeds:
+                for v in variants:
+                    summaries[(v.label, s)] = _train_run(configs[(v.label, s)], resume)
+        rows = aggregate_rows(variants, seeds, summaries, len(data.test) if train else None)
+        base_params = None
+        for r in rows:
+            rep = profile(models[r["variant"]], input_size=(data.in_chans, h, w))
+            base_params = rep.params_total if base_params is None else base_params
+            r.update(params=rep.params_total, params_delta=rep.params_total - base_params, macs=rep.macs)
+            r.update(latency_ms=None, latency_ratio=None, latency_ratio_low=None, latency_ratio_high=None)
+        footer, lat = "", None
+        if latency:
+            import torch
 
-        from ._runtime import set_threads
-        from .measure import compare_latency
+            from ._runtime import set_threads
+            from .measure import compare_latency
 
-        log.info("compare: timing %d variants interleaved", len(variants))
-        kw = {"timer": timer} if timer is not None else {}
-        previous = torch.get_num_threads()
-        try:  # the training runs' thread rule (--threads, else the free cores), timing in this process
-            kw["num_threads"] = set_threads(base.threads)
-            with warnings.catch_warnings():  # the spread warning goes to the log once and into the footer
-                warnings.simplefilter("ignore", RuntimeWarning)
-                lat = compare_latency(
-                    models,
-                    (latency_batch, data.in_chans, h, w),
-                    rounds=5,
-                    min_run_time=latency_min_run_time * 5,
-                    **kw,
-                )
-        finally:
-            torch.set_num_threads(previous)
-        for w in lat.warnings:
-            log.warning("compare: %s", w)
-        latency_columns(rows, lat)
-        footer = lat.footer()
-    title = describe_budget(base, seeds)
-    sel = "best = best test top-1 over epochs (selected on the test set, the papers' protocol, optimistic); "
-    acc = (
-        f"± = the test set's binomial standard error ({_plural(len(data.test), 'test image')})"
-        if len(seeds) == 1
-        else f"± = std over {len(seeds)} seeds; Δ = paired difference to {variants[0].label}, same seed"
-    )
-    notes = (
-        f"{sel}final = last epoch; {acc}. MACs per image at the dataset resolution; latency at batch "
-        f"{latency_batch}, CPU, interleaved (see below)." + (f"\n\n{footer}" if footer else "")
-    )
-    meta = {
-        "budget": title,
-        "seeds": seeds,
-        "test_images": len(data.test),
-        "latency": None
-        if lat is None
-        else {
-            "batch": latency_batch,
-            "rounds": lat.rounds,
-            "spread": lat.spread_kind,
-            "load_avg_start": lat.load_avg_start,
-            "load_avg_end": lat.load_avg_end,
-            "num_threads": lat.num_threads,
-            "cpu_count": lat.cpu_count,
-            "warnings": lat.warnings,
-        },
-    }
-    write_results(
-        out,
-        "compare",
-        rows,
-        title=f"attnkit compare: {title}",
-        table=format_table(rows),
-        notes=notes,
-        meta=meta,
-    )
-    plot_compare(rows, out / "compare.png", title)
+            log.info("compare: timing %d variants interleaved", len(variants))
+            kw = {"timer": timer} if timer is not None else {}
+            previous = torch.get_num_threads()
+            try:  # the training runs' thread rule (--threads, else the free cores), timing in this process
+                kw["num_threads"] = set_threads(base.threads)
+                with warnings.catch_warnings():  # the spread warning goes to the log once and into the footer
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    lat = compare_latency(
+                        models,
+                        (latency_batch, data.in_chans, h, w),
+                        rounds=5,
+                        min_run_time=latency_min_run_time * 5,
+                        **kw,
+                    )
+            finally:
+                torch.set_num_threads(previous)
+            for w in lat.warnings:
+                log.warning("compare: %s", w)
+            latency_columns(rows, lat)
+            footer = lat.footer()
+        title = describe_budget(base, seeds)
+        sel = "best = best test top-1 over epochs (selected on the test set, the papers' protocol, optimistic); "
+        acc = (
+            f"± = the test set's binomial standard error ({_plural(len(data.test), 'test image')})"
+            if len(seeds) == 1
+            else f"± = std over {len(seeds)} seeds; Δ = paired difference to {variants[0].label}, same seed"
+        )
+        notes = (
+            f"{sel}final = last epoch; {acc}. MACs per image at the dataset resolution; latency at batch "
+            f"{latency_batch}, CPU, interleaved (see below)." + (f"\n\n{footer}" if footer else "")
+        )
+        meta = {
+            "budget": title,
+            "seeds": seeds,
+            "test_images": len(data.test),
+            "latency": None
+            if lat is None
+            else {
+                "batch": latency_batch,
+                "rounds": lat.rounds,
+                "spread": lat.spread_kind,
+                "load_avg_start": lat.load_avg_start,
+                "load_avg_end": lat.load_avg_end,
+                "num_threads": lat.num_threads,
+                "cpu_count": lat.cpu_count,
+                "warnings": lat.warnings,
+            },
+        }
+        write_results(
+            out,
+            "compare",
+            rows,
+            title=f"attnkit compare: {title}",
+            table=format_table(rows),
+            notes=notes,
+            meta=meta,
+        )
+        plot_compare(rows, out / "compare.png", title)
     return rows
 
 
