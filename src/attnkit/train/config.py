@@ -67,6 +67,14 @@ class TrainConfig:
     ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``sync_bn``, ``find_unused_parameters``,
     ``channels_last``, ``compile`` (a ``torch.compile`` mode or None).
 
+    timm/Fabric features (see :mod:`attnkit.train.features`; all off by default): ``opt`` (a timm optimizer
+    name for ``timm.optim.create_optimizer_v2``, with ``opt_kwargs``; None: the SGD above), ``sched`` (a
+    timm schedule for ``timm.scheduler.create_scheduler_v2``, replacing ``scheduler``; ``sched_on_updates``,
+    ``min_lr``, ``warmup_lr``, ``sched_kwargs``), ``model_ema`` (timm's ``ModelEmaV3``; ``model_ema_decay``,
+    ``model_ema_warmup``), ``mixup`` / ``cutmix`` alphas (timm's ``Mixup``; ``mixup_prob``,
+    ``mixup_switch_prob``, ``mixup_mode``), ``grad_accum`` (batches per optimizer update) and ``logger``
+    (``csv,tensorboard,wandb``: Fabric loggers, step- and epoch-level).
+
     Initialisation: ``init`` (a ``pruned.pt`` written by ``attnkit prune``: the run fine-tunes that
     pruned network; resuming rebuilds it before loading ``last.ckpt``).
     Output: ``out_dir``, ``run_name`` (default ``<dataset>-<model>[-<attn>]-s<seed>``), ``resume``

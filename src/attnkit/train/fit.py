@@ -2,7 +2,9 @@
 
 Run folder (``<out_dir>/<run_name>/``): ``config.yaml``, ``env.json``, ``metrics.csv`` (a row per epoch,
 flushed), ``last.ckpt`` / ``best.ckpt`` (atomic), ``model.pt`` (or ``model.safetensors``), ``summary.json``
-(best AND final eval top-1), ``report.md``, ``curves.png`` and ``tb/`` with ``tensorboard=True``.
+(best AND final eval top-1), ``report.md``, ``curves.png``, the Fabric loggers' ``tb/``, ``csv/``, ``wandb/``
+(``--logger``) and ``ema/`` (``--model-ema``). The timm/Fabric features are wired in through
+:mod:`attnkit.train.trainer_features`.
 """
 
 from __future__ import annotations
