@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 __all__ = ["add_arguments", "main"]
@@ -62,15 +61,15 @@ def _false_color(x, bands):
 
 
 def _write_png(path: Path, ref, fused) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+
+    from attnkit._io import commit_file
 
     bands = [int(ref.shape[0] * f) for f in (0.8, 0.5, 0.2)]
     err = np.abs(fused - ref).mean(0)
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 3)
     for ax, img, title in zip(
         axes, [_false_color(ref, bands), _false_color(fused, bands)], ["reference", "fused"]
     ):
@@ -82,10 +81,7 @@ def _write_png(path: Path, ref, fused) -> None:
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def _fit(a: argparse.Namespace) -> int:
@@ -93,7 +89,7 @@ def _fit(a: argparse.Namespace) -> int:
     import scipy.io
     import torch
 
-    from attnkit._io import atomic_write_csv, atomic_write_text
+    from attnkit._io import atomic_write_csv, atomic_write_text, commit_file
     from attnkit.data.hsi import gaussian_srf, load_mat_scene, simulate_pair, srf_supports, synthetic_scene
     from attnkit.tasks.adasr import ADASRConfig, fit_adasr, hsi_metrics
 
@@ -121,9 +117,8 @@ def _fit(a: argparse.Namespace) -> int:
     metrics = hsi_metrics(x, res.x_hat, a.scale)
     metrics["psf_err_l1"] = float((res.psf - pair["psf"]).abs().sum())
     metrics["srf_err_l1"] = float((res.srf - pair["srf"]).abs().sum())
-    tmp = out / f"fused.mat.tmp{os.getpid()}.mat"
-    scipy.io.savemat(tmp, {"OUT": np.ascontiguousarray(fused.transpose(1, 2, 0))})
-    os.replace(tmp, out / "fused.mat")
+    mat = {"OUT": np.ascontiguousarray(fused.transpose(1, 2, 0))}
+    commit_file(out / "fused.mat", lambda tmp: scipy.io.savemat(tmp, mat, appendmat=False))
     atomic_write_text(out / "metrics.json", json.dumps({"config": vars(a), "metrics": metrics}, indent=1))
     if res.history:
         atomic_write_csv(out / "history.csv", list(res.history[0]), res.history)

@@ -217,17 +217,15 @@ def plot_search(
     Returns:
         The paths written (none when the search has no history).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     d = Path(run_dir)
     paths = []
     if not result.history:
         return paths
     steps = [r.step for r in result.history]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.scatter(
         [s.step for s in result.samples],
         [s.reward for s in result.samples],
@@ -244,13 +242,13 @@ def plot_search(
     fig.tight_layout()
     p = d / "search_reward.png"
     commit_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
     paths.append(p)
 
     uniq: dict[str, tuple[int, float]] = {}
     for s in result.samples:
         uniq[s.scheme] = (s.num_connected, s.accuracy)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     xs, ys = zip(*uniq.values())
     ax.scatter(xs, ys, s=10, alpha=0.5, label=f"evaluated schemes ({len(uniq)} distinct)")
     sel = str(result.scheme)
@@ -265,7 +263,6 @@ def plot_search(
     fig.tight_layout()
     p = d / "accuracy_vs_connected.png"
     commit_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
     paths.append(p)
     return paths
 
