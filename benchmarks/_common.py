@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from attnkit._io import markdown_table as _markdown_table
 from attnkit.measure import environment, write_results
 
 __all__ = ["RESULTS_DIR", "env_metadata", "markdown_table", "write_outputs", "fmt_m", "fmt_ratio"]
@@ -60,7 +61,7 @@ def fmt_ratio(v: float | None, digits: int = 3) -> str:
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, Callable[[Any], str] | None]]
 ) -> str:
-    """A markdown table.
+    """A markdown table with per-column formatters, rendered by :func:`attnkit._io.markdown_table`.
 
     Args:
         rows: dict rows.
@@ -69,19 +70,16 @@ def markdown_table(
     Returns:
         The table text (header, separator, one line per row).
     """
-
-    def cell(fn, v):
-        if fn is not None:
-            return fn(v)
-        return "—" if v is None else str(v)
-
-    lines = [
-        "| " + " | ".join(h for h, _, _ in columns) + " |",
-        "| " + " | ".join("---" for _ in columns) + " |",
+    keys = [f"c{i}" for i in range(len(columns))]
+    cells = [
+        {
+            c: (fn(r.get(k)) if fn is not None else r.get(k))
+            for c, (_, k, fn) in zip(keys, columns, strict=True)
+        }
+        for r in rows
     ]
-    for r in rows:
-        lines.append("| " + " | ".join(cell(fn, r.get(k)) for _, k, fn in columns) + " |")
-    return "\n".join(lines)
+    cells = [{c: (v if v is None or isinstance(v, str) else str(v)) for c, v in row.items()} for row in cells]
+    return _markdown_table(cells, keys, headers={c: h for c, (h, _, _) in zip(keys, columns, strict=True)})
 
 
 def write_outputs(
