@@ -329,7 +329,7 @@ def _pretrain_unet(cfg: SURTrainConfig, data, states, sched, out: Path):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        log.append(float(loss))
+        log.append(loss.item())
     atomic_torch_save({"state_dict": unet.state_dict(), "losses": log}, out)
     return unet
 
