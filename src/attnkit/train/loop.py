@@ -246,8 +246,8 @@ class _Meter:
     def add(self, loss: torch.Tensor, logits: torch.Tensor, hard: torch.Tensor, aux: dict) -> None:
         """One batch: its mean loss, logits ``(N, K)``, the (dominant) labels ``(N,)`` and aux terms."""
         n = hard.shape[0]
-        self.loss_sum += loss.detach().double() * n
-        self.correct += (logits.detach().argmax(1) == hard).sum()
+        self.loss_sum.add_(loss.detach(), alpha=n)  # computed in float64 (the accumulator's dtype)
+        self.correct.add_(logits.detach().argmax(1).eq(hard).sum())
         self.count += n
         for k, v in aux.items():
             key = f"aux_{k}"
