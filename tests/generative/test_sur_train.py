@@ -122,3 +122,33 @@ def test_cli_sur_train_demo(tmp_path, monkeypatch):
     assert (out / "unet.pt").is_file() and (out / "adapter_seed0.pt").is_file()
     sd = torch.load(out / "adapter_seed0.pt", weights_only=True)
     assert sd["config"]["batch_first"] is False and sd["config"]["detach_diffusion_loss"] is True
+
+
+def test_missing_diffusers_names_the_llm_extra():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "diffusers":
+                    raise ModuleNotFoundError("blocked", name=name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from attnkit.generative import SURAdapter, SURAdapterPipeline  # no heavy import needed
+        from attnkit.generative.sur_train import toy_unet
+        SURAdapter(64, ffn_dim=64)
+        try:
+            toy_unet()
+        except ImportError as e:
+            assert "pip install 'attnkit[llm]'" in str(e), e
+            print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
