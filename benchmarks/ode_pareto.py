@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 STYLE = {
     "corrected": ("*", "black"),
@@ -49,7 +50,9 @@ def main() -> None:
             if r["n"] == int(n) and r["mode"] == mode and r["dtype"] == dtype and r["threads"] == threads
         ]
         for fam, (mk, col) in STYLE.items():
-            pts = sorted((r["median_s"], r["mse"]) for r in arms if r["family"] == fam and r["mse"] > 0)
+            # joined in order of setting (error falling), so timing noise shows as a zigzag, not hidden
+            pts = [(r["median_s"], r["mse"]) for r in arms if r["family"] == fam and r["mse"] > 0]
+            pts.sort(key=lambda p: -p[1])
             if not pts:
                 continue
             ax.plot(
@@ -62,6 +65,7 @@ def main() -> None:
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("median seconds (interleaved rounds)")
         ax.set_ylabel("trajectory MSE")
         ax.set_title(f"{res['system']}, N = {int(n):,}, {mode}, {dtype}, {threads} thread(s)", fontsize=9)
