@@ -209,3 +209,22 @@ def test_wandb_offline_logger_writes_a_local_run(tmp_path, monkeypatch):
     lg.finalize("success")
     runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+@pytest.mark.slow
+def test_ddp_grad_accumulation_matches_one_process_large_batch(quick_config, load_weights):
+    """2 processes x 16 images x 2 accumulated batches per update (Fabric's no_backward_sync on the first)
+    == 1 process with batches of 64: the same 64 images per update (TrainSampler deals the same
+    permutation), BN-free model; equal up to fp32 summation order."""
+    from test_train_ddp import tiny_cnn
+
+    kw = dict(epochs=1, train_subset=512, augment=False, accelerator="cpu", milestones=[])
+    one = quick_config(run_name="one", batch_size=64, **kw)
+    fit(one, model_fn=tiny_cnn)
+    acc = quick_config(run_name="acc", batch_size=32, grad_accum=2, devices=2, strategy="ddp_spawn", **kw)
+    fit(acc, model_fn=tiny_cnn)
+    w1, w2 = load_weights(one.run_dir), load_weights(acc.run_dir)
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4
+    rows = [(one.run_dir / "metrics.csv").read_text(), (acc.run_dir / "metrics.csv").read_text()]
+    steps = [r.splitlines()[1].split(",")[1] for r in rows]
+    assert steps == ["8", "8"]  # 512 / 64 updates either way
