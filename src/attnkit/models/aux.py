@@ -13,24 +13,39 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["collect_aux_losses", "total_aux_loss", "watch_aux_losses"]
+__all__ = ["aux_modules", "collect_aux_losses", "total_aux_loss", "watch_aux_losses"]
 
 _WARNED: set[type] = set()
 
 
-def collect_aux_losses(model: nn.Module) -> dict[str, torch.Tensor]:
+def aux_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every submodule that defines ``aux_loss()`` (``"model"`` for the root).
+
+    A module shared by several blocks is listed once (``named_modules`` de-duplicates). Training loops
+    compute this once and pass it to :func:`collect_aux_losses`, saving a walk over all modules per step.
+    """
+    return [
+        (name or "model", m) for name, m in model.named_modules() if callable(getattr(m, "aux_loss", None))
+    ]
+
+
+def collect_aux_losses(
+    model: nn.Module | None, modules: list[tuple[str, nn.Module]] | None = None
+) -> dict[str, torch.Tensor]:
     """Auxiliary loss terms of the last forward pass, keyed by module name (``"model"`` for the root).
+
+    Args:
+        model: the model (walked for its ``aux_loss()`` modules when ``modules`` is None).
+        modules: the result of :func:`aux_modules` for ``model``, precomputed.
 
     A module shared by several blocks reports once (``named_modules`` de-duplicates).
     """
     out: dict[str, torch.Tensor] = {}
-    for name, m in model.named_modules():
-        fn = getattr(m, "aux_loss", None)
-        if callable(fn):
-            m._attnkit_aux_pending = False  # collected: see watch_aux_losses
-            v = fn()
-            if v is not None:
-                out[name or "model"] = v
+    for name, m in aux_modules(model) if modules is None else modules:
+        m._attnkit_aux_pending = False  # collected: see watch_aux_losses
+        v = m.aux_loss()
+        if v is not None:
+            out[name] = v
     return out
 
 

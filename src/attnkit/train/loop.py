@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.aux import collect_aux_losses
+from ..models.aux import aux_modules, collect_aux_losses
 
 __all__ = ["train_one_epoch", "evaluate", "use_bar", "aux_columns", "logger"]
 
@@ -50,11 +50,7 @@ def aux_columns(model: nn.Module) -> list[str]:
 
     One ``aux_<module name>`` per submodule that defines ``aux_loss()`` (``aux_model`` for the root).
     """
-    return [
-        f"aux_{name or 'model'}"
-        for name, m in model.named_modules()
-        if callable(getattr(m, "aux_loss", None))
-    ]
+    return [f"aux_{name}" for name, _ in aux_modules(model)]
 
 
 def _correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
@@ -102,7 +98,7 @@ class _FiniteWatch:
         )
 
 
-def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip, mb=None):
+def _forward_backward(model, optimizer, x, y, engine, aux_mods, label_smoothing, grad_clip, mb=None):
     """Forward, task + auxiliary loss, backward and optional clipping; returns ``(total, logits, loss, aux)``.
 
     ``mb`` (:class:`_MicroBatch`) carries the soft targets and criterion of mixup, and the loss scale of
@@ -113,7 +109,7 @@ def _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing
         loss = mb.criterion(logits.float(), mb.target)  # soft targets (N, num_classes)
     else:
         loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-    aux = collect_aux_losses(raw_model)
+    aux = collect_aux_losses(None, aux_mods) if aux_mods else {}  # aux_mods: aux_modules(raw_model)
     total = loss + sum(v.reshape(()) for v in aux.values()) if aux else loss
     scaled = total * mb.scale if (mb is not None and mb.scale != 1.0) else total
     if engine is not None:
@@ -143,7 +139,7 @@ def _no_sync(engine, model, skip: bool):
     return engine.fabric.no_backward_sync(model, enabled=True)
 
 
-def _optimizer_step(model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip, mb=None):
+def _optimizer_step(model, optimizer, x, y, engine, aux_mods, label_smoothing, grad_clip, mb=None):
     """One optimizer step on a batch (or one accumulated micro-batch); returns ``(logits, loss, aux)``.
 
     An :mod:`attnkit.optim` strategy with ``requires_closure`` (Mirror Gradient) gets ``step(closure)``
@@ -156,7 +152,7 @@ def _optimizer_step(model, optimizer, x, y, engine, raw_model, label_smoothing, 
 
     def closure():
         clip = grad_clip if update else None
-        out = _forward_backward(model, optimizer, x, y, engine, raw_model, label_smoothing, clip, mb)
+        out = _forward_backward(model, optimizer, x, y, engine, aux_mods, label_smoothing, clip, mb)
         first.append(out)
         return out[0]
 
@@ -377,6 +373,7 @@ def train_one_epoch(
     if callable(getattr(optimizer, "epoch_start", None)):  # Mirror Gradient's per-epoch counter
         optimizer.epoch_start()
     raw_model = raw_model if raw_model is not None else model
+    aux_mods = aux_modules(raw_model)  # once per epoch, not a walk over all modules per step
     device = engine.device if engine is not None else next(model.parameters()).device
     is_zero = engine is None or engine.is_global_zero
     meter = _Meter(device)
@@ -396,7 +393,7 @@ def train_one_epoch(
         if mixup_fn is not None:
             x, y = _mix(mixup_fn, criterion, x, y, mb)
         logits, loss, aux = _optimizer_step(
-            model, optimizer, x, y, engine, raw_model, label_smoothing, grad_clip, mb
+            model, optimizer, x, y, engine, aux_mods, label_smoothing, grad_clip, mb
         )
         meter.add(loss, logits, mb.target.argmax(1) if mb.target is not None else y, aux)
         if mb.update:
