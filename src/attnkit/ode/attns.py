@@ -4,7 +4,7 @@ The paper's design is NOT public: "AttNS: Attention-Inspired Numerical Solving F
 Scenarios" (Huang, Liang, Zhong, Lin, ICML 2024; v1 "On Robust Numerical Solver for ODE via
 Self-Attention Mechanism", AttSolver), arXiv 2302.10184, has no released code and its architecture,
 inputs, bound and loss are unknown. This module is attnkit's own reconstruction from the papers'
-abstracts and figure captions (spec ode-correctors.md §3.3): an SE-style gate transplanted into the
+abstracts and figure captions: an SE-style gate transplanted into the
 solver, in the additive form the paper favours ("⊕") and the multiplicative ablation ("⊙").
 
 Every table and plot labels it "AttNS (attnkit reconstruction)".

@@ -79,7 +79,7 @@ def make_pairs(
         base: base solver (name or instance) of the corrected solver.
         dt: coarse step h.
         reference: ``"accurate"`` (targets from ``traj``) or ``"base_fine"`` (targets from the same base
-            solver at ``dt / substeps``, the possible NeurVec variant, spec §2.3).
+            solver at ``dt / substeps``, a possible reading of the NeurVec paper's training targets).
         substeps: fine steps per ``dt`` of the ``"base_fine"`` targets (unused for ``"accurate"``).
 
     Returns:

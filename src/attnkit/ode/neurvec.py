@@ -12,7 +12,7 @@ Deviations:
     regresses raw residuals (``normalize="none"``, with ``loss_scale=1e6`` on the pendulum). The affine
     maps fold into the two Linear layers (:meth:`NeurVec.fold_normalization`), so the function class and
     parameter count are exactly the official ones; on the elastic pendulum the standardised form trains
-    orders of magnitude better for the same budget (spec §2.6, docs/ode.md).
+    orders of magnitude better for the same budget (measured: docs/ode.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Reference:
 
 Deviations:
     NeurVec loads the spring constants from an unpublished file; attnkit ships fixed constants from the
-    same recipe (spec §5.1). Initial-condition distributions of the pendulum and Henon-Heiles are
+    same recipe (SRNN's random spring chain, above). Initial-condition distributions of the
+    pendulum and Henon-Heiles are
     attnkit's (the papers' are unknown). Lorenz-96 and Henon-Heiles are attnkit additions.
 """
 
@@ -150,7 +151,7 @@ class ODESystem(nn.Module):
         return torch.stack(out, 0)
 
 
-# Spring constants and masses: SRNN recipe, numpy default_rng(0), 4 decimals (spec §5.1).
+# Spring constants and masses: SRNN recipe, numpy default_rng(0), 4 decimals.
 SPRING_K = (
     5.1572,
     4.8349,
