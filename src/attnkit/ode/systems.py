@@ -11,8 +11,7 @@ Reference:
 Deviations:
     NeurVec loads the spring constants from an unpublished file; attnkit ships fixed constants from the
     same recipe (SRNN's random spring chain, above). Initial-condition distributions of the
-    pendulum and Henon-Heiles are
-    attnkit's (the papers' are unknown). Lorenz-96 and Henon-Heiles are attnkit additions.
+    pendulum and Henon-Heiles are attnkit's (the papers' are unknown). Lorenz-96 and Henon-Heiles are attnkit additions.
 """
 
 from __future__ import annotations
