@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="training steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--control", action="store_true", help="also time a second plain loop (A/A control)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -149,15 +150,27 @@ def main() -> None:
         n = plain_epoch(m_p, opt_p, loader_p, args.steps)
         return n / (time.perf_counter() - t)
 
+    # A/A control (--control): a second plain loop on its own model copy, timed in the same rounds; its
+    # ratio to the first plain loop shows how far two identical loops differ on this machine
+    m_c = copy.deepcopy(base)
+    opt_c = build_optimizer(m_c, cfg)
+    loader_c = DataLoader(
+        data.train, batch_size=args.batch_size, sampler=TrainSampler(len(data.train), seed=0)
+    )
+
+    def run_control() -> float:
+        t = time.perf_counter()
+        n = plain_epoch(m_c, opt_c, loader_c, args.steps)
+        return n / (time.perf_counter() - t)
+
     run_attnkit(), run_plain()  # warm-up
-    a, p = [], []
-    for i in range(args.repeats):  # interleaved, the order alternating so neither loop always runs first
-        if i % 2 == 0:
-            a.append(run_attnkit())
-            p.append(run_plain())
-        else:
-            p.append(run_plain())
-            a.append(run_attnkit())
+    a, p, c = [], [], []
+    arms = [(run_attnkit, a), (run_plain, p)] + ([(run_control, c)] if args.control else [])
+    if args.control:
+        run_control()
+    for i in range(args.repeats):  # interleaved, the order rotating so no loop always runs first
+        for fn, out in arms[i % len(arms) :] + arms[: i % len(arms)]:
+            out.append(fn())
     ratio = statistics.median(a) / statistics.median(p)
     paired = [x / y for x, y in zip(a, p)]  # each attnkit repeat over the plain repeat beside it
     probe = fixed_overhead(args.repeats, args.threads)
@@ -184,6 +197,9 @@ def main() -> None:
         "paired_ratio_min_max": [min(paired), max(paired)],
         "load_average_1min": os.getloadavg()[0],
         "fixed_overhead_probe": probe,
+        "control_images_per_s": c,
+        "control_ratio_plain2_over_plain": statistics.median(c) / statistics.median(p) if c else None,
+        "control_paired_ratios": [x / y for x, y in zip(c, p)],
         "plain_ms_per_step": step_ms,
         "ratio_implied_by_fixed_overhead": implied,
         "target_ratio": 0.97,
@@ -214,6 +230,14 @@ def main() -> None:
         f"{probe['overhead_us_iqr'][0]:.0f}-{probe['overhead_us_iqr'][1]:.0f}); against this run's plain "
         f"{step_ms:.0f} ms per {args.model} step that implies a ratio of {implied:.4f}.",
     ]
+    if c:
+        cp = [x / y for x, y in zip(c, p)]
+        md.append("")
+        md.append(
+            f"A/A control (a second plain loop, same rounds): median ratio plain2 / plain "
+            f"**{statistics.median(c) / statistics.median(p):.3f}**, paired median {statistics.median(cp):.3f}, "
+            f"range {min(cp):.3f}-{max(cp):.3f}: the size of the difference two identical loops show here."
+        )
     (out / "engine_overhead.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
