@@ -16,3 +16,24 @@ def smollm2():
 
     load_smollm2()  # converts and caches on the first run (about a minute), seconds afterwards
     return load_smollm2
+
+
+@pytest.fixture
+def tiny_cond_unet():
+    """A frozen, seeded tiny ``UNet2DConditionModel``: 3 channels, 8x8 samples, cross-attention width 32."""
+    diffusers = pytest.importorskip("diffusers")
+    import torch
+
+    torch.manual_seed(0)
+    return diffusers.UNet2DConditionModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).requires_grad_(False)

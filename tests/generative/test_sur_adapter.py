@@ -64,29 +64,12 @@ def test_kd_identities():
         kd_loss(p, q, direction="reverse")
 
 
-def _tiny_unet():
-    diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    return diffusers.UNet2DConditionModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    ).requires_grad_(False)
-
-
 @pytest.mark.parametrize("detach", [False, True])
-def test_diffusion_gradient(detach):
+def test_diffusion_gradient(detach, tiny_cond_unet):
     diffusers = pytest.importorskip("diffusers")
     from attnkit.generative.sur_train import sur_step
 
-    unet = _tiny_unet()
+    unet = tiny_cond_unet
     a = SURAdapter(32, num_heads=4, ffn_dim=64, llm_dim=12)
     g = torch.Generator().manual_seed(0)
     x0, s, c = torch.randn(2, 3, 8, 8), torch.randn(2, 7, 32), torch.randn(2, 7, 32)

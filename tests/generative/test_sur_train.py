@@ -29,27 +29,10 @@ def test_surd_mini_samples_and_prompts():
     assert len(all_scenes()) == 126
 
 
-def _tiny():
-    diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    ).requires_grad_(False)
-    return diffusers, unet
-
-
 @pytest.mark.parametrize("bf16", [False, True])
-def test_twenty_steps_lower_the_loss_on_a_fixed_batch(bf16):
-    diffusers, unet = _tiny()
+def test_twenty_steps_lower_the_loss_on_a_fixed_batch(bf16, tiny_cond_unet):
+    diffusers = pytest.importorskip("diffusers")
+    unet = tiny_cond_unet
     from attnkit.generative.sur_train import sur_step
 
     sched = diffusers.DDPMScheduler()
