@@ -1,17 +1,9 @@
 """Backbones and where attention plugs into them."""
 
+from . import _resnet, _scheme
 from ._registry import create_model, get_model_fn, list_models, register_model
-from ._resnet import BasicBlock, Bottleneck, ClassifierHead, PreActBottleneck, ResNet, ResStage, ShortcutA
-from ._scheme import (
-    EAN_SCHEMES,
-    SCHEME_ALIASES,
-    SCHEME_WORDS,
-    ConnectionScheme,
-    format_scheme,
-    list_schemes,
-    official_scheme,
-    parse_scheme,
-)
+from ._resnet import *  # noqa: F403  (the names of ``_resnet.__all__``)
+from ._scheme import *  # noqa: F403  (the names of ``_scheme.__all__``)
 from .aux import collect_aux_losses, total_aux_loss
 from .pretrained import (
     WeightsReport,
@@ -42,21 +34,8 @@ __all__ = [
     "get_model_fn",
     "list_models",
     "register_model",
-    "BasicBlock",
-    "Bottleneck",
-    "PreActBottleneck",
-    "ClassifierHead",
-    "ResNet",
-    "ResStage",
-    "ShortcutA",
-    "ConnectionScheme",
-    "EAN_SCHEMES",
-    "SCHEME_ALIASES",
-    "SCHEME_WORDS",
-    "list_schemes",
-    "official_scheme",
-    "parse_scheme",
-    "format_scheme",
+    *_resnet.__all__,
+    *_scheme.__all__,
     "collect_aux_losses",
     "total_aux_loss",
     "cifar_resnet",

@@ -76,10 +76,20 @@ class _Block(nn.Module):
 
     expansion = 1
     post_act = True
+    last_norm_name = "bn2"  # attribute holding the residual branch's last norm layer
 
     def __init__(self):
         super().__init__()
         self.attn: nn.Module | None = None
+
+    @property
+    def last_norm(self) -> nn.Module:
+        """The residual branch's last norm layer (where a BN-wrapper attention attaches)."""
+        return getattr(self, self.last_norm_name)
+
+    def _set_downsample(self, in_ch: int, out: int, stride: int, projection: Callable[[], nn.Module]) -> None:
+        """``self.downsample = projection()`` where stride or width change, else ``nn.Identity()``."""
+        self.downsample = projection() if (stride != 1 or in_ch != out) else nn.Identity()
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -126,18 +136,16 @@ class BasicBlock(_Block):
         self.bn1 = norm_layer(planes)
         self.conv2 = _conv(planes, planes, 3, 1, conv_bias)
         self.bn2 = last_norm_layer(planes)
-        if stride != 1 or in_ch != out:
-            self.downsample = (
+        self._set_downsample(
+            in_ch,
+            out,
+            stride,
+            lambda: (
                 ShortcutA(in_ch, out, stride)
                 if shortcut == "A"
                 else _projection(in_ch, out, stride, conv_bias)
-            )
-        else:
-            self.downsample = nn.Identity()
-
-    @property
-    def last_norm(self) -> nn.Module:
-        return self.bn2
+            ),
+        )
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         u = F.relu(self.bn1(self.conv1(x)))
@@ -154,6 +162,7 @@ class Bottleneck(_Block):
     """
 
     expansion = 4
+    last_norm_name = "bn3"
 
     def __init__(
         self,
@@ -175,14 +184,7 @@ class Bottleneck(_Block):
         self.bn2 = norm_layer(planes)
         self.conv3 = _conv(planes, out, 1, 1, conv_bias)
         self.bn3 = last_norm_layer(out)
-        if stride != 1 or in_ch != out:
-            self.downsample = _projection(in_ch, out, stride, conv_bias)
-        else:
-            self.downsample = nn.Identity()
-
-    @property
-    def last_norm(self) -> nn.Module:
-        return self.bn3
+        self._set_downsample(in_ch, out, stride, lambda: _projection(in_ch, out, stride, conv_bias))
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         u = F.relu(self.bn1(self.conv1(x)))
@@ -203,6 +205,7 @@ class PreActBottleneck(_Block):
 
     expansion = 4
     post_act = False
+    last_norm_name = "bn_extra"
 
     def __init__(
         self,
@@ -223,15 +226,9 @@ class PreActBottleneck(_Block):
         self.bn3 = norm_layer(planes)
         self.conv3 = _conv(planes, out, 1)
         self.bn_extra = last_norm_layer(out) if extra_bn else nn.Identity()
-        self.downsample = (
-            _projection(in_ch, out, stride, False, with_bn=False)
-            if (stride != 1 or in_ch != out)
-            else nn.Identity()
+        self._set_downsample(
+            in_ch, out, stride, lambda: _projection(in_ch, out, stride, False, with_bn=False)
         )
-
-    @property
-    def last_norm(self) -> nn.Module:
-        return self.bn_extra
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         u = self.conv1(F.relu(self.bn1(x)))
