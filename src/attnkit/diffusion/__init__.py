@@ -18,31 +18,12 @@ Reference:
     Latent classifier guidance, arXiv 2304.12536 (no official code).
 """
 
+from . import latent_guidance, metrics
 from .data import diffusion_images
 from .ddpm import DDPMSchedule, ddpm_loss
 from .diagnostics import SUMMARY_KEYS, StabilityMonitor, steps_to_target
-from .latent_guidance import (
-    LatentClassifier,
-    LatentClassifierGuidance,
-    LatentDenoiser,
-    arithmetic_betas,
-    fit_linear_directions,
-    fit_linear_probes,
-    linear_arithmetic_edit,
-    load_latent_guidance,
-    save_latent_guidance,
-    train_latent_classifier,
-    train_latent_ddpm,
-)
-from .metrics import (
-    FeatureNet,
-    feature_statistics,
-    frechet_distance,
-    load_feature_net,
-    proxy_fid,
-    save_feature_net,
-    train_feature_net,
-)
+from .latent_guidance import *  # noqa: F403  (the names of ``latent_guidance.__all__``)
+from .metrics import *  # noqa: F403  (the names of ``metrics.__all__``)
 from .recipe import BACKBONES, build_backbone, build_optimizer, feature_module, make_ema, save_image_grid
 from .scalelong import LSC_SCALINGS, LSCGate, ScaleLongHandle, apply_scalelong, lsc_coefficients
 from .uvit import UViT, timestep_embedding, uvit_small_cifar10, uvit_tiny
@@ -71,27 +52,11 @@ __all__ = [
     "diffusion_images",
     "save_image_grid",
     # sample quality
-    "frechet_distance",
-    "feature_statistics",
-    "proxy_fid",
-    "FeatureNet",
-    "train_feature_net",
-    "save_feature_net",
-    "load_feature_net",
+    *metrics.__all__,
     # diagnostics
     "StabilityMonitor",
     "steps_to_target",
     "SUMMARY_KEYS",
     # latent classifier guidance
-    "LatentDenoiser",
-    "LatentClassifier",
-    "train_latent_ddpm",
-    "train_latent_classifier",
-    "LatentClassifierGuidance",
-    "linear_arithmetic_edit",
-    "fit_linear_directions",
-    "fit_linear_probes",
-    "arithmetic_betas",
-    "save_latent_guidance",
-    "load_latent_guidance",
+    *latent_guidance.__all__,
 ]
