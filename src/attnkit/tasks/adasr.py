@@ -32,25 +32,8 @@ Deviations (each also in the docstring concerned):
 
 from __future__ import annotations
 
-from .adasr_fit import ADASRConfig, ADASRResult, fit_adasr, hsi_metrics
-from .adasr_nets import (
-    LearnablePSF,
-    LearnableSRF,
-    RotationAugmentor,
-    SpectralUpNet,
-    load_official_augmentor,
-    rotate,
-)
+from . import adasr_fit, adasr_nets
+from .adasr_fit import *  # noqa: F403  (the names of ``adasr_fit.__all__``)
+from .adasr_nets import *  # noqa: F403  (the names of ``adasr_nets.__all__``)
 
-__all__ = [
-    "LearnablePSF",
-    "LearnableSRF",
-    "SpectralUpNet",
-    "RotationAugmentor",
-    "rotate",
-    "load_official_augmentor",
-    "ADASRConfig",
-    "ADASRResult",
-    "fit_adasr",
-    "hsi_metrics",
-]
+__all__ = [*adasr_nets.__all__, *adasr_fit.__all__]
