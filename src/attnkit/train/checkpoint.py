@@ -1,4 +1,4 @@
-"""Checkpoint contents, validation and restore (measurement spec §4.6).
+"""Checkpoint contents, validation and restore.
 
 A checkpoint is one dict of tensors, plain containers and primitives, so it loads with
 ``torch.load(path, weights_only=True)``::
@@ -143,7 +143,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        CheckpointError: the file is corrupt/not a checkpoint, or lacks keys of §4.6.
+        CheckpointError: the file is corrupt/not a checkpoint, or lacks any of :data:`CHECKPOINT_KEYS`.
     """
     p = Path(path)
     ckpt = safe_torch_load(p, what="checkpoint")

@@ -1,6 +1,6 @@
 """``TrainConfig``: every setting of a training run, its presets (recipes) and its CLI flags.
 
-Precedence, lowest first (measurement spec §4.8): dataclass defaults < ``--recipe NAME`` (a YAML preset
+Precedence, lowest first: dataclass defaults < ``--recipe NAME`` (a YAML preset
 shipped in ``attnkit/recipes/``) < ``-c/--config FILE.yaml`` < explicit CLI flags. The resolved config is
 saved as ``config.yaml`` in the run folder, and ``attnkit train -c runs/x/config.yaml`` reproduces it.
 """

@@ -1,8 +1,8 @@
 """``Engine``: a thin wrapper over Lightning Fabric (devices, DDP, precision, checkpoint I/O).
 
 Only this module imports Fabric, lazily, so ``import attnkit.train`` works without it until an Engine is
-built. Precision and SyncBN are validated **before** Fabric is built (measurement spec §4.2–4.3): on CPU
-Fabric silently swaps ``16-mixed`` for ``bf16-mixed``; attnkit raises instead.
+built. Precision and SyncBN are validated **before** Fabric is built: on CPU Fabric silently
+swaps ``16-mixed`` for ``bf16-mixed`` and DDP rejects ``SyncBatchNorm`` modules; attnkit raises instead.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The plain training loop: :func:`train_one_epoch` and :func:`evaluate` (measurement spec §4.5).
+"""The plain training loop: :func:`train_one_epoch` and :func:`evaluate`.
 
 Readable on purpose: forward through the (Fabric-wrapped) model, task loss + auxiliary losses
 (:func:`attnkit.models.collect_aux_losses`), ``engine.backward``, ``optimizer.step``, ``zero_grad``. Train
 metrics are exact averages: each rank sums ``loss·n``, ``correct`` and ``n``, reduced at the end of the
-epoch. Evaluation sums ``(loss, correct@1, correct@5, count)`` over unpadded shards (§4.4).
+epoch. Evaluation sums ``(loss, correct@1, correct@5, count)`` over unpadded shards
+(:class:`attnkit.data.EvalShardSampler`: every test image counted exactly once across ranks, none repeated
+to even out the shards).
 """
 
 from __future__ import annotations
