@@ -39,10 +39,11 @@ from typing import Any
 import torch
 
 from .._config import dataclass_from_dict
-from .._io import RunLock, atomic_torch_save, atomic_write_text, commit_file
+from .._io import RunLock, atomic_torch_save, atomic_write_text
 from ..models import ConnectionScheme
-from .ean import EANSearch, SearchConfig, SearchResult
+from .ean import EANSearch, SearchConfig
 from .evaluate import HoldoutEvaluator, holdout_split
+from .plot import plot_search
 from .supernet import load_state, train_supernet
 
 __all__ = ["PipelineConfig", "build_search_data", "run_pipeline", "plot_search", "retrain"]
@@ -193,78 +194,6 @@ def build_search_data(cfg: PipelineConfig):
         tr.images[hi], tr.labels[hi], transform=TensorAugment(bundle.mean, bundle.std, augment=False)
     )
     return bundle, train_ds, hold_ds
-
-
-def plot_search(
-    result: SearchResult,
-    run_dir: str | os.PathLike,
-    *,
-    title: str = "",
-    extra: dict[str, tuple[int, float]] | None = None,
-) -> list[Path]:
-    """Plot the search: reward over steps, and accuracy against the number of connected blocks.
-
-    ``search_reward.png`` shows the raw reward of every sample, the step mean and the baseline;
-    ``accuracy_vs_connected.png`` the held-out accuracy of every evaluated scheme against its number
-    of connected blocks, with the selected scheme marked.
-
-    Args:
-        result: the search result.
-        run_dir: the folder to write into.
-        title: the plot title (default: a generic one).
-        extra: ``{label: (connected blocks, accuracy)}`` drawn as squares (e.g. the full scheme).
-
-    Returns:
-        The paths written (none when the search has no history).
-    """
-    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
-
-    d = Path(run_dir)
-    paths = []
-    if not result.history:
-        return paths
-    steps = [r.step for r in result.history]
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    ax.scatter(
-        [s.step for s in result.samples],
-        [s.reward for s in result.samples],
-        s=6,
-        alpha=0.35,
-        label="sampled schemes (raw reward)",
-    )
-    ax.plot(steps, [sum(r.rewards) / len(r.rewards) for r in result.history], lw=1.2, label="step mean")
-    ax.plot(steps, [r.baseline for r in result.history], lw=1.2, ls="--", label="baseline (incl. RND bonus)")
-    ax.set_xlabel("search step")
-    ax.set_ylabel("reward = acc + λ·sparsity − c")
-    ax.set_title(title or "EAN search: reward over steps")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = d / "search_reward.png"
-    commit_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    paths.append(p)
-
-    uniq: dict[str, tuple[int, float]] = {}
-    for s in result.samples:
-        uniq[s.scheme] = (s.num_connected, s.accuracy)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    xs, ys = zip(*uniq.values())
-    ax.scatter(xs, ys, s=10, alpha=0.5, label=f"evaluated schemes ({len(uniq)} distinct)")
-    sel = str(result.scheme)
-    if sel in uniq:
-        ax.scatter([uniq[sel][0]], [uniq[sel][1]], marker="*", s=160, c="red", label=f"selected {sel}")
-    for label, (n, a) in (extra or {}).items():
-        ax.scatter([n], [a], marker="s", s=50, label=f"{label}: {a:.1f}%")
-    ax.set_xlabel("connected blocks")
-    ax.set_ylabel("held-out top-1 of the frozen supernet (%)")
-    ax.set_title(title or "accuracy vs number of connected blocks")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = d / "accuracy_vs_connected.png"
-    commit_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    paths.append(p)
-    return paths
 
 
 def retrain(cfg: PipelineConfig, scheme: ConnectionScheme | str, run_dir: str | os.PathLike) -> Any:
