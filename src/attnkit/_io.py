@@ -1,5 +1,7 @@
 """File I/O shared by every part of attnkit: atomic writes, the one safe ``torch.load``, result tables.
 
+:func:`markdown_table` and :func:`write_results` are defined in :mod:`attnkit._results` and re-exported here.
+
 A file is written to ``<name>.tmp<pid>.<random>`` beside its destination (never in ``$TMPDIR``) and moved over it with ``os.replace``,
 so an interrupted process leaves either the old file or the new one, never a truncated one. A write
 that fails (a full disk) raises an ``OSError`` naming the file and saying that the previous version is
@@ -435,83 +437,4 @@ def safe_torch_load(path: str | os.PathLike, *, what: str = "checkpoint", map_lo
     return obj
 
 
-def _cell(v: Any, fmt: str | None) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "—"
-    if fmt and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return format(v, fmt)
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def markdown_table(
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str] | None = None,
-    *,
-    headers: Mapping[str, str] | None = None,
-    formats: Mapping[str, str] | None = None,
-) -> str:
-    """A markdown table of ``rows``.
-
-    Args:
-        rows: dicts; a missing or None/NaN value prints as ``—``.
-        columns: the keys to show, in order (default: every key, first-seen order).
-        headers: column titles by key (default: the key).
-        formats: ``format()`` specs by key for numbers (default ``.4g`` for floats).
-
-    Returns:
-        The table text (header, separator, one line per row), without a trailing newline.
-    """
-    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    headers, formats = headers or {}, formats or {}
-    lines = [
-        "| " + " | ".join(headers.get(c, c) for c in cols) + " |",
-        "|" + "---|" * len(cols),
-    ]
-    lines += ["| " + " | ".join(_cell(r.get(c), formats.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_results(
-    out_dir: str | os.PathLike,
-    stem: str,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    title: str | None = None,
-    table: str | None = None,
-    notes: str = "",
-    meta: Mapping[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Write one result set as ``{stem}.json``, ``{stem}.csv`` and ``{stem}.md`` (atomically).
-
-    The JSON holds ``{"title", **meta, "rows"}``; the CSV one line per row (columns: every key,
-    first-seen order; nested values JSON-encoded); the markdown ``# title``, the table (``table``, or
-    :func:`markdown_table` of every column) and ``notes``.
-
-    Args:
-        out_dir: the folder (created when missing).
-        stem: the file name without extension.
-        rows: flat dicts.
-        title: a one-line title.
-        table: a ready markdown table (default: :func:`markdown_table` of ``rows``).
-        notes: text after the table (budgets, selection rule, units).
-        meta: more JSON entries (run settings, derived figures).
-
-    Returns:
-        ``{"json": path, "csv": path, "md": path}``.
-
-    Raises:
-        OSError: as :func:`commit_file`.
-    """
-    out = Path(out_dir)
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    flat = [{c: json.dumps(v) if isinstance(v, (dict, list)) else v for c, v in r.items()} for r in rows]
-    md = ([f"# {title}", ""] if title else []) + [table if table is not None else markdown_table(rows)]
-    if notes:
-        md += ["", notes.strip()]
-    return {
-        "json": atomic_write_json(out / f"{stem}.json", {"title": title, **(meta or {}), "rows": list(rows)}),
-        "csv": atomic_write_csv(out / f"{stem}.csv", cols, flat),
-        "md": atomic_write_text(out / f"{stem}.md", "\n".join(md) + "\n"),
-    }
+from ._results import markdown_table, write_results  # noqa: E402  (re-exported: the one results writer)
