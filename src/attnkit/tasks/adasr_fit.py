@@ -155,14 +155,19 @@ def _stage1(y, z, targets, dy, dz, aug, cfg, gen, log_every, history):
             tg = None if targets is None else (rotate(targets[0], theta), rotate(targets[1], theta))
             loss_g, _ = _degradation_loss(dy, dz, yg, zg, tg, cfg.supervision)
             loss = loss + loss_g
-        check_finite_loss(loss, f"stage 1, iteration {it}")
-        opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
-        sch_d.step()
+        _update(loss, opt_d, sch_d, f"stage 1, iteration {it}")
         if log_every and (it % log_every == 0 or it == cfg.stage1_iters - 1):
             angle = None if theta is None else float(theta.reshape(-1)[0])
             history.append({"stage": 1, "iteration": it, "loss": float(loss.detach()), "angle": angle})
+
+
+def _update(loss, opt, sch, where: str) -> None:
+    """One optimizer and scheduler step on ``loss``, after refusing a non-finite one (``where`` names it)."""
+    check_finite_loss(loss, where)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sch.step()
 
 
 def _stage2(y, z, dy, dz, up, cfg, log_every, history):
@@ -174,11 +179,7 @@ def _stage2(y, z, dy, dz, up, cfg, log_every, history):
         dz_z = dz(z)  # (1, M, h, w): frozen, so computed once
     for it in range(cfg.stage2_iters):
         loss = F.l1_loss(up(dz_z), y) + cfg.spectral_weight * F.l1_loss(dy(up(z)), z)
-        check_finite_loss(loss, f"stage 2, iteration {it}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sch.step()
+        _update(loss, opt, sch, f"stage 2, iteration {it}")
         if log_every and (it % log_every == 0 or it == cfg.stage2_iters - 1):
             history.append({"stage": 2, "iteration": it, "loss": float(loss.detach()), "angle": None})
 
