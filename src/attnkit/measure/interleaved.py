@@ -41,7 +41,14 @@ from torch import nn
 from .results import load_average, md_row, result_filename, write_results
 from .timing import LatencyReport, Timer, autorange_timer, check_timing_args, make_report, prepare, warm
 
-__all__ = ["compare_latency", "CompareReport", "RatioSummary", "summarize_rounds", "RANK_SPREAD"]
+__all__ = [
+    "compare_latency",
+    "CompareReport",
+    "RatioSummary",
+    "summarize_rounds",
+    "median_spread",
+    "RANK_SPREAD",
+]
 
 RANK_SPREAD = 0.05
 """Default ratio spread (as a fraction of the ratio) above which :func:`compare_latency` warns."""
@@ -68,6 +75,29 @@ class RatioSummary:
     def relative_spread(self) -> float:
         """``(high - low) / ratio``: the spread as a fraction of the ratio."""
         return (self.high - self.low) / self.ratio if self.ratio else float("inf")
+
+
+def median_spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """The median of per-round values and their spread: IQR bounds for >= 4 rounds, else min and max.
+
+    The one summary of interleaved rounds (:func:`summarize_rounds`, and the equal-error ratios of
+    :func:`attnkit.ode._bench.equal_error_ratio`).
+
+    Args:
+        values: one value per round (at least one).
+
+    Returns:
+        ``(median, low, high)``; ``low``/``high`` are the inclusive first and third quartiles with four or
+        more values, otherwise the minimum and maximum.
+
+    Raises:
+        statistics.StatisticsError: no values.
+    """
+    med = statistics.median(values)
+    if len(values) >= 4:
+        q = statistics.quantiles(values, n=4, method="inclusive")
+        return med, q[0], q[2]
+    return med, min(values), max(values)
 
 
 def summarize_rounds(
@@ -100,12 +130,7 @@ def summarize_rounds(
         if any(t <= 0 for t in meds + ref):
             raise ValueError(f"round medians must be positive seconds, got {meds} for {name!r}")
         rr = tuple(1.0 for _ in meds) if name == reference else tuple(a / b for a, b in zip(meds, ref))
-        ratio = statistics.median(rr)
-        if len(rr) >= 4:
-            q = statistics.quantiles(rr, n=4, method="inclusive")
-            low, high = q[0], q[2]
-        else:
-            low, high = min(rr), max(rr)
+        ratio, low, high = median_spread(rr)
         out[name] = RatioSummary(ratio, low, high, ratio * ref_ms, rr)
     return out
 

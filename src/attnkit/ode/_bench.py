@@ -12,8 +12,8 @@ out only a bound is given.
 The speed-up of a corrected solver over a family at equal error is that family's interpolated cost
 divided by the corrected solver's cost. With timings from interleaved rounds it is computed **per
 round** (each round's curve against the same round's corrected time) and summarised by the median and
-spread over rounds (:func:`attnkit.measure.summarize_rounds`' convention), so load that hits one round
-hits every arm of it.
+spread over rounds (:func:`attnkit.measure.interleaved.median_spread`, the convention of
+:func:`attnkit.measure.summarize_rounds`), so load that hits one round hits every arm of it.
 
 Reference:
     Hairer, Norsett, Wanner, "Solving Ordinary Differential Equations I" (work-precision diagrams);
@@ -26,6 +26,8 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from ..measure.interleaved import median_spread
 
 __all__ = ["EqualError", "pareto_points", "cost_at_error", "equal_error_ratio", "RoundRatio"]
 
@@ -202,10 +204,5 @@ def equal_error_ratio(
     )
     if any(math.isnan(x) for x in ratios):
         return RoundRatio(math.nan, math.nan, math.nan, med.status, tuple(ratios))
-    ratio = statistics.median(ratios)
-    if len(ratios) >= 4:
-        q = statistics.quantiles(ratios, n=4, method="inclusive")
-        low, high = q[0], q[2]
-    else:
-        low, high = min(ratios), max(ratios)
+    ratio, low, high = median_spread(ratios)
     return RoundRatio(ratio, low, high, med.status, tuple(ratios))
