@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from .._registry import Registry
+from ._registration import class_registrar
 
 __all__ = [
     "SOLVERS",
@@ -52,15 +53,7 @@ def register_solver(name: str) -> Callable[[type], type]:
     Raises:
         ValueError: if ``name`` is already registered or the class is not a :class:`Solver`.
     """
-
-    def deco(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, Solver)):
-            raise ValueError(f"register_solver({name!r}): {cls!r} is not a subclass of attnkit.ode.Solver")
-        SOLVERS.add(name, cls)
-        cls.name = name
-        return cls
-
-    return deco
+    return class_registrar(SOLVERS, name, base=Solver, caller="register_solver")
 
 
 def list_solvers() -> list[str]:

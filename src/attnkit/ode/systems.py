@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._registry import Registry
+from ._registration import class_registrar
 
 __all__ = [
     "SYSTEMS",
@@ -45,13 +46,7 @@ def register_system(name: str) -> Callable[[type], type]:
     Raises:
         ValueError: the name is already registered.
     """
-
-    def deco(cls: type) -> type:
-        SYSTEMS.add(name, cls)
-        cls.name = name
-        return cls
-
-    return deco
+    return class_registrar(SYSTEMS, name)
 
 
 def list_systems() -> list[str]:
