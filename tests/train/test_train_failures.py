@@ -33,3 +33,35 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(quick_config, monkey
 def test_resume_auto_without_checkpoint_starts_fresh(quick_config):
     s = fit(quick_config(epochs=1, resume="auto"))
     assert s["epochs_run"] == 1 and s["final_eval_top1"] is not None
+
+
+def test_log_lines_follow_a_swapped_stderr(monkeypatch):
+    """attnkit's log handler writes to the stderr of the moment: after the stream it was set up with is
+    swapped and closed (pytest capture, a second in-process CLI call), lines reach the new stream and no
+    "Logging error" is printed."""
+    import io
+    import logging
+    import sys
+
+    from attnkit.train.build import setup_logging
+
+    lg = logging.getLogger("attnkit")
+    saved = list(lg.handlers)
+    for h in saved:
+        lg.removeHandler(h)
+    try:
+        first = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", first)
+        setup_logging()
+        lg.info("one")
+        assert "one" in first.getvalue()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        first.close()
+        lg.info("two")
+        assert "two" in second.getvalue() and "Logging error" not in second.getvalue()
+    finally:
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        for h in saved:
+            lg.addHandler(h)

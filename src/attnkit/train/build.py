@@ -105,11 +105,31 @@ def set_loader_epoch(loader, epoch: int) -> None:
         loader.dataset.set_epoch(epoch)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is at the time of each record.
+
+    As the standard library's last-resort handler: a process that swaps ``sys.stderr`` (pytest's capture,
+    a notebook, a second in-process ``attnkit.cli.main`` call) keeps getting attnkit's lines instead of a
+    "Logging error" on a closed stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class assigns it; the current sys.stderr always wins
+        pass
+
+
 def setup_logging() -> None:
-    """Log attnkit's INFO lines to stderr once per process (``HH:MM:SS message``)."""
+    """Log attnkit's INFO lines to the current stderr once per process (``HH:MM:SS message``)."""
     lg = logging.getLogger("attnkit")
     if not any(getattr(h, "_attnkit", False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         h._attnkit = True  # type: ignore[attr-defined]
         lg.addHandler(h)
