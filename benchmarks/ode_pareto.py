@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
+
+from attnkit._io import commit_file  # noqa: E402
 
 STYLE = {
     "corrected": ("*", "black"),
@@ -74,7 +77,7 @@ def main() -> None:
     for ax in list(axes.flat)[len(a.panels) :]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(a.out, dpi=110)
+    commit_file(Path(a.out), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # atomic
     print(a.out)
 
 

@@ -65,6 +65,27 @@ def test_best_chunk_size_is_a_candidate():
     assert b in (128, 256, 600)
 
 
+def test_named_solver_block_size_is_measured_once(monkeypatch):
+    """A name builds a new solver instance per call; the measured block size must still be reused
+    (re-probing inside every rollout would add the probe's time to every timed baseline run)."""
+    from attnkit.ode import fast
+
+    sys = create_system("elastic_pendulum")
+    y0 = sys.sample_initial_conditions(300, generator=torch.Generator().manual_seed(4))
+    fast.clear_caches()
+    probes = []
+    real = fast._get_stepper
+    monkeypatch.setattr(fast, "_get_stepper", lambda *a, **k: probes.append(1) or real(*a, **k))
+    first = fast_rollout("rk4_classic", sys, y0, 5, 0.1, chunk="auto")
+    n_first = len(probes)
+    keep = [fast.get_solver("rk4_classic") for _ in range(8)]  # the freed instance's address is taken
+    second = fast_rollout("rk4_classic", sys, y0, 5, 0.1, chunk="auto")
+    assert len(probes) - n_first == 1  # the rollout's own stepper only: no second probe
+    assert len(fast._BEST_CHUNK) == 1 and torch.equal(first, second)
+    fast.clear_caches()
+    del keep
+
+
 @pytest.mark.slow  # torch.compile of a corrected step takes 30-60 s on a loaded 2-core CPU
 def test_compiled_equals_eager():
     sys = create_system("elastic_pendulum")
@@ -77,6 +98,11 @@ def test_compiled_equals_eager():
     base_e = fast_rollout("rk4_classic", sys, y0, 30, 0.05, substeps=2)
     base_c = fast_rollout("rk4_classic", sys, y0, 30, 0.05, substeps=2, compile=True)
     assert (base_c - base_e).abs().max().item() <= 1e-10
+    from attnkit.ode import fast
+
+    n_graphs = len(fast._COMPILED)
+    fast_rollout("rk4_classic", sys, y0, 30, 0.025, substeps=4, compile=True)  # a new h: same graph
+    assert len(fast._COMPILED) == n_graphs
 
 
 def test_rk8_is_eighth_order():

@@ -50,6 +50,15 @@ def clear_caches() -> None:
     _BEST_CHUNK.clear()
 
 
+def _cache_id(solver: str | Solver) -> object:
+    """The cache identity of a solver: its registered name, or the instance's ``id``.
+
+    A name builds a fresh, equivalent instance on every lookup, so it is keyed by the name; an instance
+    (a trained ``CorrectedSolver``) is its own solver.
+    """
+    return solver if isinstance(solver, str) else id(solver)
+
+
 def _one_step(solver: Solver, func: Func):
     def run(y: Tensor, dt) -> Tensor:
         return solver.step(func, 0.0, y, dt)
@@ -57,15 +66,18 @@ def _one_step(solver: Solver, func: Func):
     return run
 
 
-def _get_stepper(solver: Solver, func: Func, dt: float, substeps: int, compile: bool):
-    """A function ``y -> y`` after ``substeps`` steps; compiled: one fused graph per solver step."""
+def _get_stepper(solver: Solver, func: Func, dt: float, substeps: int, compile: bool, cache_id=None):
+    """A function ``y -> y`` after ``substeps`` steps; compiled: one fused graph per solver step.
+
+    ``cache_id`` (default ``id(solver)``) keys the compiled-graph cache (see :func:`_cache_id`).
+    """
     if not compile:
         one, h = _one_step(solver, func), dt
     else:
         # a base solver takes dt as a 0-d float64 tensor input: one graph serves every step size
         # (a corrector is valid for one dt only, so a CorrectedSolver keeps it a constant)
         corrected = hasattr(solver, "trained_dt")
-        key = (id(solver), id(func), float(dt) if corrected else None)
+        key = (id(solver) if cache_id is None else cache_id, id(func), float(dt) if corrected else None)
         one = _COMPILED.get(key)
         if one is None:
             # every stepper shares the code object of ``run``: allow one cache entry per solver
@@ -136,6 +148,7 @@ def fast_rollout(
         raise ValueError(f"y0 must be (N, d), got shape {tuple(y0.shape)}")
     if n_steps < 0 or substeps < 1:
         raise ValueError(f"need n_steps >= 0 and substeps >= 1, got {n_steps} and {substeps}")
+    spec, cache_id = solver, _cache_id(solver)
     solver = get_solver(solver)
     check = getattr(solver, "check", None)
     if check is not None:
@@ -144,8 +157,8 @@ def fast_rollout(
     with torch.inference_mode():
         y0 = y0.to(dtype)
         n = y0.shape[0]
-        block = _resolve_chunk(chunk, solver, func, y0, dt, substeps, compile)
-        step = _get_stepper(solver, func, dt, substeps, compile)
+        block = _resolve_chunk(chunk, spec, func, y0, dt, substeps, compile)
+        step = _get_stepper(solver, func, dt, substeps, compile, cache_id)
         out = torch.empty((n_steps + 1, *y0.shape), dtype=dtype, device=y0.device)
         out[0] = y0
         for s in range(0, n, block):
@@ -173,7 +186,8 @@ def best_chunk_size(
     Each candidate block size (those ``< N``, plus ``N`` itself) rolls a probe block
     ``min(N, 2 * max(candidates))`` trajectories wide for ``probe_steps`` saved steps; the candidates are
     timed interleaved for ``rounds`` rounds, and the one with the lowest median time per trajectory wins.
-    The answer is cached per (solver, system, state shape, dtype, threads, compile, substeps).
+    The answer is cached per (solver, system, state shape, dtype, threads, compile, substeps, dt); a
+    solver given by name is one solver for the cache (each name lookup builds a new instance).
 
     Args:
         solver: the solver (name or instance).
@@ -189,9 +203,10 @@ def best_chunk_size(
     Returns:
         The block size (an element of ``candidates`` or ``N``).
     """
+    cid = _cache_id(solver)
     solver = get_solver(solver)
     n = y0.shape[0]
-    key = (id(solver), id(func), n, y0.shape[1], y0.dtype, torch.get_num_threads(), compile, substeps, dt)
+    key = (cid, id(func), n, y0.shape[1], y0.dtype, torch.get_num_threads(), compile, substeps, dt)
     if key in _BEST_CHUNK:
         return _BEST_CHUNK[key]
     sizes = sorted({c for c in candidates if c < n} | {n})
@@ -200,7 +215,7 @@ def best_chunk_size(
         return n
     width = min(n, 2 * max(sizes[:-1]))
     probe = y0[:width]
-    step = _get_stepper(solver, func, dt, substeps, compile)
+    step = _get_stepper(solver, func, dt, substeps, compile, cid)
     per_traj: dict[int, list[float]] = {b: [] for b in sizes}
     with torch.inference_mode():
         for b in sizes:  # warm-up (and compile) every block shape outside the timed rounds
