@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from attnkit._io import commit_file  # noqa: E402
+from attnkit._io import save_figure  # noqa: E402
 
 STYLE = {
     "corrected": ("*", "black"),
@@ -80,7 +80,7 @@ def main() -> None:
     for ax in list(axes.flat)[len(a.panels) :]:
         ax.axis("off")
     fig.tight_layout()
-    commit_file(Path(a.out), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # atomic
+    save_figure(fig, Path(a.out), dpi=110)
     print(a.out)
 
 

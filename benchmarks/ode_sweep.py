@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, env_metadata  # noqa: E402
 
-from attnkit._io import atomic_write_text, commit_file, write_results  # noqa: E402
+from attnkit._io import atomic_write_text, save_figure, write_results  # noqa: E402
 from attnkit.ode import (  # noqa: E402
     CorrectedSolver,
     blowup_rate,
@@ -234,7 +234,7 @@ def plot(rows: list[dict], base_mse: float, noises: list[float], path: Path) -> 
             ax.set(xlabel="fraction of training trajectories")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    save_figure(fig, path)
 
 
 def main() -> None:

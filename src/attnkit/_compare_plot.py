@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._io import commit_file
+from ._io import save_figure
 
 __all__ = ["plot_compare", "accuracy_limits"]
 
@@ -181,6 +181,6 @@ def plot_compare(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     n = rows[0].get("test_images") if rows else None
     fig.suptitle(title + (f"; {n:,} test images" if n else ""), fontsize=9)
     fig.tight_layout()
-    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    save_figure(fig, path)
     plt.close(fig)
     return path

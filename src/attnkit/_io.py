@@ -38,6 +38,7 @@ __all__ = [
     "atomic_torch_save",
     "safe_torch_load",
     "commit_file",
+    "save_figure",
     "markdown_table",
     "write_results",
     "CheckpointError",
@@ -258,6 +259,21 @@ def commit_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
         prev = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
         raise OSError(e.errno, f"writing {path} failed ({e.strerror or e}); {prev}") from e
     return path
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically (a crash mid-write leaves the previous file); returns the path.
+
+    Args:
+        fig: a ``matplotlib.figure.Figure``.
+        path: the destination; its suffix names the format (``.png``, ``.pdf``, ``.svg``; none: PNG).
+        dpi: resolution in dots per inch.
+
+    Raises:
+        OSError: as :func:`commit_file`.
+    """
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return commit_file(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import atomic_write_csv, atomic_write_json, commit_file
+from .._io import atomic_write_csv, atomic_write_json, save_figure
 from ._stiffness_metrics import METRICS, jacobian_norm, per_sample_norm, safe_ratio, stiffness_ratio_exact
 
 __all__ = ["StiffnessProfile", "stiffness_profile", "compare_stiffness", "plot_stiffness", "METRICS"]
@@ -426,5 +426,5 @@ def plot_stiffness(
     axes[0][-1].legend(loc="best")
     fig.suptitle("Stiffness profile: bold = mean, dashed = max/min over samples")
     fig.tight_layout()
-    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    save_figure(fig, path)
     plt.close(fig)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import save_figure
 from ..attention.asr import has_gate, module_gate
 
 __all__ = ["StripeStats", "stripe_statistics", "stripe_matrix", "plot_stripes", "attention_layers"]
@@ -294,5 +295,5 @@ def plot_stripes(stats: dict[str, StripeStats] | StripeStats | torch.Tensor, pat
         ax.legend(fontsize=8)
         ax.set_title(f"{st.layer}: {st.channels} channels, {st.num_images} images", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     return path

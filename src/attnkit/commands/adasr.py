@@ -64,7 +64,7 @@ def _write_png(path: Path, ref, fused) -> None:
     import numpy as np
     from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-    from attnkit._io import commit_file
+    from attnkit._io import save_figure
 
     bands = [int(ref.shape[0] * f) for f in (0.8, 0.5, 0.2)]
     err = np.abs(fused - ref).mean(0)
@@ -81,7 +81,7 @@ def _write_png(path: Path, ref, fused) -> None:
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    save_figure(fig, path, dpi=110)
 
 
 def _fit(a: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import markdown_table, write_results
+from .._io import markdown_table, save_figure, write_results
 from .._runtime import set_threads
 from ._baselines import dop853_ensemble
 from ._odeint import odeint
@@ -162,7 +162,8 @@ def evaluate_run(args) -> int:
     ax.set(xlabel="time", ylabel="MSE over test ensemble", title=f"{system.name}: error over time")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(run / "error_over_time.png", dpi=120)
+    save_figure(fig, run / "error_over_time.png")
+    plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, sel in [
         (solver.base_name, lambda r: r["method"] == solver.base_name),
@@ -176,5 +177,6 @@ def evaluate_run(args) -> int:
     ax.set(xlabel="wall-clock for the ensemble (s)", ylabel="trajectory MSE", title="error vs cost")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(run / "pareto.png", dpi=120)
+    save_figure(fig, run / "pareto.png")
+    plt.close(fig)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .._io import commit_file
+from .._io import save_figure
 from .records import SearchResult
 
 __all__ = ["plot_search"]
@@ -23,7 +23,7 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    commit_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    save_figure(fig, path)
     return path
 
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_csv, atomic_write_text
+from .._io import atomic_write_csv, atomic_write_text, save_figure
 
 __all__ = ["FIXED_COLUMNS", "MetricsWriter", "read_metrics", "write_json", "write_report", "plot_curves"]
 
@@ -156,5 +156,5 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> bool:
     a.set_xlabel("epoch"), a.set_ylabel("cross-entropy"), a.legend()
     b.set_xlabel("epoch"), b.set_ylabel("top-1 (%)"), b.legend()
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    save_figure(fig, out_path, dpi=100)
     return True
