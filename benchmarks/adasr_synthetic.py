@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, env_metadata, write_outputs  # noqa: E402
 
-from attnkit._io import atomic_write_text  # noqa: E402
+from attnkit._io import atomic_write_text, save_figure  # noqa: E402
 from attnkit.data.hsi import gaussian_srf, simulate_pair, srf_supports, synthetic_scene  # noqa: E402
 from attnkit.tasks.adasr import ADASRConfig, fit_adasr, hsi_metrics  # noqa: E402
 
@@ -132,7 +132,7 @@ def plot(rows: list[dict], path: Path) -> None:
     lo = min(r["psnr"] for r in rows)
     ax.set_ylim(lo - 2, None)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

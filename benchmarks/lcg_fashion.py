@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, env_metadata  # noqa: E402
 
-from attnkit._io import atomic_write_json, atomic_write_text  # noqa: E402
+from attnkit._io import atomic_write_json, atomic_write_text, save_figure  # noqa: E402
 from attnkit.diffusion import (  # noqa: E402  # noqa: E402
     DDPMSchedule,
     diffusion_images,
@@ -302,7 +302,7 @@ def edit_figure(m, z_src, seq, path, n=6):
                 a.set_yticks([])
                 if i == 0:
                     a.set_title(cols[j], fontsize=7)
-    fig.savefig(path)
+    save_figure(fig, path, dpi=fig.dpi)
 
 
 def main():

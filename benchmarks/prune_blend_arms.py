@@ -19,7 +19,7 @@ import torch
 from _common import RESULTS_DIR, env_metadata, markdown_table, write_outputs
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from attnkit._io import atomic_write_text
+from attnkit._io import atomic_write_text, save_figure
 from attnkit.data import build as build_data
 from attnkit.prune import (
     DEFAULT_CRITERIA,
@@ -103,7 +103,7 @@ def _heatmap(scores, path: Path) -> None:
                 ax.text(j, i, f"{rho[i, j]:.1f}", ha="center", va="center", fontsize=5)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="Spearman ρ")
     fig.suptitle("Rank agreement of pruning criteria per inner conv (ResNet-20, Fashion-MNIST, base seed 0)")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
