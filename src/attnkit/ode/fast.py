@@ -66,10 +66,10 @@ def _one_step(solver: Solver, func: Func):
     return run
 
 
-def _get_stepper(solver: Solver, func: Func, dt: float, substeps: int, compile: bool, cache_id=None):
+def _get_stepper(solver: Solver, func: Func, dt: float, substeps: int, compile: bool, cache_id: object):
     """A function ``y -> y`` after ``substeps`` steps; compiled: one fused graph per solver step.
 
-    ``cache_id`` (default ``id(solver)``) keys the compiled-graph cache (see :func:`_cache_id`).
+    ``cache_id`` (:func:`_cache_id` of the solver as given) keys the compiled-graph cache.
     """
     if not compile:
         one, h = _one_step(solver, func), dt
@@ -77,7 +77,7 @@ def _get_stepper(solver: Solver, func: Func, dt: float, substeps: int, compile: 
         # a base solver takes dt as a 0-d float64 tensor input: one graph serves every step size
         # (a corrector is valid for one dt only, so a CorrectedSolver keeps it a constant)
         corrected = hasattr(solver, "trained_dt")
-        key = (id(solver) if cache_id is None else cache_id, id(func), float(dt) if corrected else None)
+        key = (cache_id, id(func), float(dt) if corrected else None)
         one = _COMPILED.get(key)
         if one is None:
             # every stepper shares the code object of ``run``: allow one cache entry per solver
