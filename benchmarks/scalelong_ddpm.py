@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, env_metadata  # noqa: E402
 
-from attnkit._io import atomic_write_text  # noqa: E402
+from attnkit._io import atomic_write_text, save_figure  # noqa: E402
 from attnkit.diffusion import (  # noqa: E402
     DDPMSchedule,
     StabilityMonitor,
@@ -203,23 +202,32 @@ def run_seed(seed, arms, args, data, ref_stats, feat_net, lr, tag):
 
 
 def aggregate(per_seed, arms):
-    """Ratios against "none" within each seed, then mean ± std over seeds."""
+    """Ratios against "none" within each seed, then mean ± std over seeds.
+
+    A seed without a "none" arm (one arm per process, before ``--merge``) gives NaN ratios and no speed-up.
+    """
+    nan = float("nan")
     rows = []
     for name in arms:
         row = {"arm": name}
         for k in METRICS:
-            pairs = [(s[name]["summary"][k], s["none"]["summary"][k]) for s in per_seed]
-            vals = [v / b if (v is not None and b) else float("nan") for v, b in pairs]
-            raw = [v if v is not None else float("nan") for v, _ in pairs]
+            pairs = [
+                (s[name]["summary"][k], s["none"]["summary"][k] if "none" in s else None) for s in per_seed
+            ]
+            vals = [v / b if (v is not None and b) else nan for v, b in pairs]
+            raw = [v if v is not None else nan for v, _ in pairs]
             row[k] = (float(np.mean(vals)), float(np.std(vals)), float(np.mean(raw)))
         spikes = [s[name]["summary"]["grad_norm_spikes"] for s in per_seed]
         row["grad_norm_spikes"] = (float(np.mean(spikes)), float(np.std(spikes)))
-        cost = [s[name]["time_per_step_s"] / s["none"]["time_per_step_s"] for s in per_seed]
+        cost = [
+            s[name]["time_per_step_s"] / s["none"]["time_per_step_s"] if "none" in s else nan
+            for s in per_seed
+        ]
         row["cost"] = (float(np.mean(cost)), float(np.std(cost)))
         stf = [s[name]["steps_to_fid"] for s in per_seed]
         row["steps_to_fid"] = stf
         acc = [
-            s["none"]["steps_to_fid"] / v if (v and s["none"]["steps_to_fid"]) else None
+            s["none"]["steps_to_fid"] / v if (v and "none" in s and s["none"]["steps_to_fid"]) else None
             for v, s in zip(stf, per_seed, strict=True)
         ]
         row["accel"] = acc
@@ -262,7 +270,7 @@ def plot(per_seed, arms, path, title):
         st, v = zip(*d["feature_norm"], strict=True)
         ax[0].plot(st, v, label=name)
         gn = np.asarray(d["grad_norm"])
-        k = 20
+        k = max(1, min(20, len(gn)))  # a 20-step running mean (shorter runs: their length)
         ax[1].plot(np.arange(k - 1, len(gn)), np.convolve(gn, np.ones(k) / k, "valid"), label=name)
         ls = np.asarray(d["loss"])
         ax[2].plot(np.arange(k - 1, len(ls)), np.convolve(ls, np.ones(k) / k, "valid"), label=name)
@@ -284,9 +292,7 @@ def plot(per_seed, arms, path, title):
     ax[2].set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=90)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -317,19 +323,39 @@ def _header(result):
     )
 
 
+def _merge_seeds(parts, tag):
+    """The per-seed dicts of ``parts`` joined by seed: runs of different seeds, or of different arms of one seed
+    (one arm per process; the batches, timesteps and noise of a seed do not depend on its arms, so the arms
+    are paired as in lockstep). Steps to 1.1 × the best final proxy FID are recomputed over the joined arms."""
+    by_seed = {}
+    for p in parts:
+        if tag in p:
+            for sd, arms in zip(p[tag]["seeds"], p[tag]["per_seed"], strict=True):
+                by_seed.setdefault(sd, {}).update(arms)
+    seeds = sorted(by_seed)
+    done = [by_seed[sd] for sd in seeds]
+    for s in done:
+        best_final = min(d["summary"]["proxy_fid_final"] for d in s.values())
+        for d in s.values():
+            d["steps_to_fid"] = steps_to_target(d["evals"], 1.1 * best_final)
+    return seeds, done
+
+
 def merge(stems, out, stem):
-    """Combine the result files of runs of the same profile over different seeds (one process each)."""
+    """Combine the result files of runs of one profile over different seeds or different arms (one process
+    each) into one table, curve figure and best-arm grid."""
     parts = [json.loads((out / f"{st}.json").read_text()) for st in stems]
     result = dict(parts[0], merged_from=list(stems), wall_s=max(p["wall_s"] for p in parts))
     for tag in ("main", "second"):
-        have = [p for p in parts if tag in p]
-        if not have:
+        if not any(tag in p for p in parts):
             continue
-        done = [s for p in have for s in p[tag]["per_seed"]]
-        arms = list(done[0])
+        seeds, done = _merge_seeds(parts, tag)
+        arms = [a for a in ARMS if a in done[0]]
+        if any(set(s) != set(arms) for s in done):
+            raise SystemExit(f"{tag}: the seeds {seeds} do not all have the arms {arms}")
         result[tag] = dict(
-            lr=have[0][tag]["lr"],
-            seeds=[sd for p in have for sd in p[tag]["seeds"]],
+            lr=next(p[tag]["lr"] for p in parts if tag in p),
+            seeds=seeds,
             rows=aggregate(done, arms),
             per_seed=done,
         )
@@ -339,12 +365,19 @@ def merge(stems, out, stem):
     rows = result["main"]["rows"]
     best = min(rows, key=lambda r: r["proxy_fid_final"][2])["arm"]
     result["best_arm"] = best
-    first = stems[0]  # the grids of the first part's first seed
-    for src, dst in (
-        (f"{first}_samples_{best}.png", f"{stem}_samples_best.png"),
-        (f"{first}_real.png", f"{stem}_real.png"),
+    first_seed = result["main"]["seeds"][
+        0
+    ]  # the grids of the first seed, from the part that ran the best arm
+    src = next(
+        st
+        for st, p in zip(stems, parts, strict=True)
+        if "main" in p and p["main"]["seeds"][0] == first_seed and best in p["main"]["per_seed"][0]
+    )
+    for a, b in (
+        (f"{src}_samples_{best}.png", f"{stem}_samples_best.png"),
+        (f"{src}_real.png", f"{stem}_real.png"),
     ):
-        (out / dst).write_bytes((out / src).read_bytes())
+        (out / b).write_bytes((out / a).read_bytes())
     text = write_report(result, out, stem, _header(result))
     print(text, flush=True)
     return 0
