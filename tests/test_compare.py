@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from attnkit._compare_plot import accuracy_limits
+from attnkit._compare_plot import accuracy_limits, place_labels
 from attnkit.compare import (
     Variant,
     aggregate_rows,
@@ -252,3 +252,24 @@ def test_cli_help_lists_every_flag_with_text(capsys):
     text = p.format_help()
     for needle in ("fashion-mnist", "bf16-mixed", "block,stage", "--seeds", "auto", "lines"):
         assert needle in text, needle
+
+
+def test_place_labels_keeps_coincident_variant_names_apart():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.set_xlim(271, 277)
+    ax.set_ylim(88, 100)
+    items = [(272.19, 96.1, "none", "C0"), (272.21, 96.1, "eca", "C1"), (272.2, 96.15, "iebn", "C2")]
+    items += [(275.5, 94.2, "cbam", "C3")]
+    labels = place_labels(ax, items)
+    r = fig.canvas.get_renderer()
+    boxes = [a.get_window_extent(r) for a in labels]
+    assert [a.get_text() for a in labels] == ["none", "eca", "iebn", "cbam"]
+    assert all(not boxes[i].overlaps(boxes[j]) for i in range(4) for j in range(i + 1, 4))
+    assert labels[0].xyann == (5, 4.0) and labels[3].xyann == (5, 4.0)  # a free label keeps its place
+    assert labels[1].xyann[1] < 4.0 and len(ax.texts) == 4  # moved down; the tried positions are removed
+    plt.close(fig)

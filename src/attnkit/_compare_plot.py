@@ -7,7 +7,8 @@ variant's colour shows ± one standard deviation over seeds and the points are t
 latency panel the horizontal bar is the ratio's spread over interleaved rounds.
 
 Honest axes: the accuracy axis spans at least ten binomial standard errors (so a one-image difference
-does not fill the figure) and never leaves 0–100 %; the latency axis always shows the reference's 1.0.
+does not fill the figure) and never leaves 0–100 %; the latency axis always shows the reference's 1.0. Variant names are placed so that they do not overlap
+(:func:`place_labels`), even when variants share a parameter count and an accuracy.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ._io import save_figure
 
-__all__ = ["plot_compare", "accuracy_limits"]
+__all__ = ["plot_compare", "accuracy_limits", "place_labels"]
 
 
 def accuracy_limits(values: list[float], se: float | None, min_se_span: float = 10.0) -> tuple[float, float]:
@@ -54,6 +55,42 @@ def _x_limits(xs: list[float], include: float | None = None, min_span: float = 0
         mid = (hi + lo) / 2
         lo, hi = mid - min_span / 2, mid + min_span / 2
     return lo - pad, hi + pad
+
+
+def place_labels(ax, items: list[tuple[float, float, str, str]], fontsize: float = 8) -> list:
+    """Annotate ``(x, y, text, colour)`` points of ``ax`` so that no two labels overlap.
+
+    Each label starts 5 pt right of and 4 pt above its point; a label whose box would overlap one already
+    placed moves down in steps of one line until it is free (at most ``len(items)`` lines). Call it after
+    the axis limits and the layout are final: the boxes are measured in display coordinates.
+
+    Args:
+        ax: the matplotlib axes.
+        items: the points and their labels (data coordinates).
+        fontsize: the label size in points.
+
+    Returns:
+        The ``Annotation`` artists, in the order of ``items``.
+    """
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    line = 1.25 * fontsize  # points
+    placed = []  # display-coordinate boxes of the labels placed so far
+    out = []
+    for x, y, text, color in items:
+        dy = 4.0
+        for _ in range(len(items) + 1):
+            a = ax.annotate(
+                text, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=fontsize, color=color
+            )
+            box = a.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            a.remove()
+            dy -= line
+        placed.append(box)
+        out.append(a)
+    return out
 
 
 def _points(ax, r: dict[str, Any], x: float, color: str, n_seeds: int, xerr=None) -> list[float]:
@@ -114,23 +151,21 @@ def plot_compare(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     fig, (ax_l, ax_p) = plt.subplots(1, 2, figsize=(10.5, 4.4), sharey=True)
     ys: list[float] = []
     has_latency = any(r.get("latency_ratio") is not None for r in rows)
+    labels_p: list[tuple[float, float, str, str]] = []
+    labels_l: list[tuple[float, float, str, str]] = []
     for r, c in zip(rows, colors):
         p = r["params"] / 1e3
         ys += _points(ax_p, r, p, c, n_seeds)
         y = r.get("final_top1") if r.get("final_top1") is not None else r.get("best_top1")
         if y is not None:
-            ax_p.annotate(
-                r["variant"], (p, y), textcoords="offset points", xytext=(5, 4), fontsize=8, color=c
-            )
+            labels_p.append((p, y, r["variant"], c))
         if r.get("latency_ratio") is not None:
             q = r["latency_ratio"]
             lo, hi = r.get("latency_ratio_low"), r.get("latency_ratio_high")
             xerr = None if lo is None else [[max(0.0, q - lo)], [max(0.0, hi - q)]]
             _points(ax_l, r, q, c, n_seeds, xerr=xerr)
             if y is not None:
-                ax_l.annotate(
-                    r["variant"], (q, y), textcoords="offset points", xytext=(5, 4), fontsize=8, color=c
-                )
+                labels_l.append((q, y, r["variant"], c))
     if ys:
         se = max((r.get("final_top1_se") or 0.0) for r in rows)
         ax_p.set_ylim(*accuracy_limits(ys, se))
@@ -181,6 +216,8 @@ def plot_compare(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     n = rows[0].get("test_images") if rows else None
     fig.suptitle(title + (f"; {n:,} test images" if n else ""), fontsize=9)
     fig.tight_layout()
+    place_labels(ax_p, labels_p)
+    place_labels(ax_l, labels_l)
     save_figure(fig, path)
     plt.close(fig)
     return path
