@@ -74,6 +74,10 @@ def test_trainer_run_folder_resume_and_cli(tmp_path):
         assert torch.equal(v, ck2["model"][k]), k
     assert [r["global_step"] for r in _rows(tmp_path / "p" / "metrics.csv")] == ["2", "4", "6", "8"]
     assert resumed["steps"] == full["steps"] == 8
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a run"):  # no silent overwrite without resume
+        train_diffusion(dict(cfg))
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
     with pytest.raises(ValueError, match="another run"):
         train_diffusion(dict(cfg, run_name="p", resume="auto", lsc="none", steps=10))
     assert (

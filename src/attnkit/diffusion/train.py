@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .._config import dataclass_from_dict
-from .._io import atomic_torch_save, atomic_write_text
+from .._io import RunLock, atomic_torch_save, atomic_write_text, clean_orphaned_temps, safe_torch_load
 from ..train.build import check_finite_loss
 from ..train.checkpoint import rng_state, set_rng_state
 from ..train.loop import use_bar
@@ -145,12 +145,12 @@ def load_diffusion_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        attnkit._io.CheckpointError: a truncated or corrupt file, or one holding objects other than tensors
+            and plain containers (nothing in it is executed).
         ValueError: the file is not a diffusion-trainer checkpoint.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist")
-    ck = torch.load(p, map_location="cpu", weights_only=True)
+    ck = safe_torch_load(p, what="diffusion checkpoint")
     if not isinstance(ck, dict) or ck.get("kind") != "attnkit.diffusion":
         raise ValueError(f"{p} is not an attnkit diffusion checkpoint")
     return ck
@@ -198,11 +198,21 @@ def train_diffusion(config: DiffusionConfig | dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: bad settings, or a resume checkpoint of another run configuration.
         FileNotFoundError: a missing resume checkpoint or data files.
+        FileExistsError: the run folder already holds ``checkpoints/last.pt`` and ``resume`` is not set.
+        attnkit._io.RunLockedError: another live process is writing the run folder (an ``OSError``).
+        FloatingPointError: a non-finite loss; ``checkpoints/last.pt`` keeps the last finite state.
     """
     if isinstance(config, dict):
         config = dataclass_from_dict(DiffusionConfig, config)
-    device = _device(config.device)
     run_dir = Path(config.out_dir) / config.resolved_run_name()
+    with RunLock(run_dir, "attnkit diffusion train"):  # one writer; removes temporary files of killed runs
+        clean_orphaned_temps(run_dir / "checkpoints")
+        return _train(config, run_dir)
+
+
+def _train(config: DiffusionConfig, run_dir: Path) -> dict[str, Any]:
+    """The body of :func:`train_diffusion`, inside the run-folder lock."""
+    device = _device(config.device)
     x, _ = diffusion_images(
         config.data,
         "train",
@@ -221,6 +231,11 @@ def train_diffusion(config: DiffusionConfig | dict[str, Any]) -> dict[str, Any]:
         model, feature_module(model), (px, *schedule.draw(px, pg)), every=config.log_every
     )
     start, ckpt = 0, _resume_path(config, run_dir)
+    if ckpt is None and (run_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a run (checkpoints/last.pt); pass --resume auto to continue it or "
+            "choose another --run-name / --out-dir"
+        )
     if ckpt is not None:
         ck = load_diffusion_checkpoint(ckpt)
         fields = ("data", "train_subset", "backbone", "patch_size", "lsc", "kappa", "seed")
