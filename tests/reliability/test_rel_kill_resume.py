@@ -10,8 +10,6 @@ so the kill points also cover "row written, checkpoint not yet".
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import os
 import signal
 from pathlib import Path
 
@@ -25,36 +23,15 @@ ARGS = (
 COLS = ("epoch", "global_step", "lr", "train_loss", "train_top1", "eval_loss", "eval_top1", "eval_top5")
 
 
-def _child(argv: list[str], kill_at: int, when: str, counter: str) -> None:
-    real, calls, me = os.replace, [0], os.getpid()
-
-    def replace(src, dst, *a, **k):
-        if os.getpid() != me:  # a DataLoader worker
-            return real(src, dst, *a, **k)
-        calls[0] += 1
-        if calls[0] == kill_at and when == "before":
-            os.kill(me, signal.SIGKILL)
-        out = real(src, dst, *a, **k)
-        if calls[0] == kill_at and when == "after":
-            os.kill(me, signal.SIGKILL)
-        return out
-
-    os.replace = replace
-    from attnkit.cli import main
-
-    rc = main(argv)
-    Path(counter).write_text(str(calls[0]))
-    os._exit(rc)
-
-
-def _run(out: Path, name: str, kill_at: int = 0, when: str = "before", *extra: str) -> int:
+def _run(kill, out: Path, name: str, kill_at: int = 0, when: str = "before", *extra: str) -> int:
     argv = [*ARGS, "--out-dir", str(out), "--run-name", name, *extra]
-    p = multiprocessing.get_context("fork").Process(
-        target=_child, args=(argv, kill_at, when, str(out / f"{name}.count"))
-    )
-    p.start()
-    p.join(600)
-    return p.exitcode
+
+    def fn() -> int:
+        from attnkit.cli import main
+
+        return main(argv)
+
+    return kill(fn, out / f"{name}.count", kill_at, when)
 
 
 def _rows(run: Path) -> list[tuple]:
@@ -69,17 +46,17 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, killed_at_write):
     out = tmp_path_factory.mktemp("kill")
-    assert _run(out, "ref") == 0
-    return out, int((out / "ref.count").read_text())
+    assert _run(killed_at_write, out, "ref") == 0
+    return out, int((out / "ref.count").read_text()), killed_at_write
 
 
 def _check_kill(reference, name: str, kill_at: int, when: str) -> float:
-    out, n_writes = reference
+    out, n_writes, kill = reference
     assert 1 <= kill_at <= n_writes
-    assert _run(out, name, kill_at, when) == -signal.SIGKILL
-    assert _run(out, name, 0, "before", "--resume", "auto") == 0
+    assert _run(kill, out, name, kill_at, when) == -signal.SIGKILL
+    assert _run(kill, out, name, 0, "before", "--resume", "auto") == 0
     run, ref = out / name, out / "ref"
     assert _rows(run) == _rows(ref)
     wa, wb = _weights(ref), _weights(run)

@@ -10,8 +10,6 @@ are appended between them, so "rows written, checkpoint not yet" is covered as w
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import os
 import signal
 from pathlib import Path
 
@@ -35,35 +33,17 @@ CFG = dict(
 COLS = ("epoch", "global_step", "lr", "train_loss", "grad_norm", "param_norm", "feature_norm")
 
 
-def _child(cfg: dict, kill_at: int, when: str, counter: str) -> None:
-    real, calls, me = os.replace, [0], os.getpid()
-
-    def replace(src, dst, *a, **k):
-        calls[0] += 1
-        if calls[0] == kill_at and when == "before":
-            os.kill(me, signal.SIGKILL)
-        out = real(src, dst, *a, **k)
-        if calls[0] == kill_at and when == "after":
-            os.kill(me, signal.SIGKILL)
-        return out
-
-    os.replace = replace
-    from attnkit.diffusion.train import train_diffusion
-
-    torch.set_num_threads(1)
-    train_diffusion(cfg)
-    Path(counter).write_text(str(calls[0]))
-    os._exit(0)
-
-
-def _run(out: Path, name: str, kill_at: int = 0, when: str = "before", **extra) -> int:
+def _run(kill, out: Path, name: str, kill_at: int = 0, when: str = "before", **extra) -> int:
     cfg = dict(CFG, out_dir=str(out), run_name=name, **extra)
-    p = multiprocessing.get_context("fork").Process(
-        target=_child, args=(cfg, kill_at, when, str(out / f"{name}.count"))
-    )
-    p.start()
-    p.join(300)
-    return p.exitcode
+
+    def fn() -> int:
+        from attnkit.diffusion.train import train_diffusion
+
+        torch.set_num_threads(1)
+        train_diffusion(cfg)
+        return 0
+
+    return kill(fn, out / f"{name}.count", kill_at, when)
 
 
 def _rows(run: Path) -> list[tuple]:
@@ -82,17 +62,16 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, killed_at_write):
     out = tmp_path_factory.mktemp("kill_diffusion")
-    assert _run(out, "ref") == 0
-    return out, int((out / "ref.count").read_text())
+    assert _run(killed_at_write, out, "ref") == 0
+    return out, int((out / "ref.count").read_text()), killed_at_write
 
 
 def test_the_reference_run_makes_six_atomic_writes(reference):
-    out, n_writes = reference
-    assert (
-        n_writes == 6
-    )  # config.json, metrics.csv header, last.pt at steps 4 and 8, samples.png, summary.json
+    out, n_writes, _ = reference
+    # config.json, the metrics.csv header, last.pt at steps 4 and 8, samples.png, summary.json
+    assert n_writes == 6
     assert [r[1] for r in _rows(out / "ref")] == ["2", "4", "6", "8"]
 
 
@@ -105,11 +84,11 @@ def test_the_reference_run_makes_six_atomic_writes(reference):
     [(1, "after"), (2, "after"), (3, "before"), (3, "after"), (4, "before"), (5, "after")],
 )
 def test_kill_at_a_write_then_resume_is_exact(reference, kill_at, when):
-    out, n_writes = reference
+    out, n_writes, kill = reference
     assert 1 <= kill_at <= n_writes
     name = f"k{kill_at}{when}"
-    assert _run(out, name, kill_at, when) == -signal.SIGKILL
-    assert _run(out, name, resume="auto") == 0
+    assert _run(kill, out, name, kill_at, when) == -signal.SIGKILL
+    assert _run(kill, out, name, resume="auto") == 0
     run, ref = out / name, out / "ref"
     assert _rows(run) == _rows(ref)
     a, b = _state(ref), _state(run)
