@@ -317,7 +317,7 @@ def _header(result):
         f"{result['warmup']}; FeatureNet test accuracy {result['feature_net_accuracy']:.4f}; real-vs-real "
         f"proxy FID floor {result['fid_floor']:.3f}; {result['eval_samples']} EMA samples, "
         f"DDIM-{result['sample_steps']}; best arm {result.get('best_arm')}; wall "
-        f"{result['wall_s'] / 60:.1f} min (per process) on 1 thread of a shared, heavily loaded 2-core CPU.\n"
+        f"{result['wall_s'] / 60:.1f} min (per process) on 1 thread of a 2-core CPU (the load of each run is in docs/diffusion.md).\n"
         "Ratios are arm / none within a seed (mean ± std over seeds); 'none/arm steps' > 1 means the arm "
         "reached 1.1 × the seed's best final proxy FID in fewer steps.\n\n"
     )
