@@ -21,7 +21,7 @@ Reference:
 from . import latent_guidance, metrics
 from .data import diffusion_images
 from .ddpm import DDPMSchedule, ddpm_loss
-from .diagnostics import SUMMARY_KEYS, StabilityMonitor, steps_to_target
+from .diagnostics import SUMMARY_KEYS, StabilityMonitor, stability_summary, steps_to_target
 from .latent_guidance import *  # noqa: F403  (the names of ``latent_guidance.__all__``)
 from .metrics import *  # noqa: F403  (the names of ``metrics.__all__``)
 from .recipe import BACKBONES, build_backbone, build_optimizer, feature_module, make_ema, save_image_grid
@@ -55,6 +55,7 @@ __all__ = [
     *metrics.__all__,
     # diagnostics
     "StabilityMonitor",
+    "stability_summary",
     "steps_to_target",
     "SUMMARY_KEYS",
     # latent classifier guidance

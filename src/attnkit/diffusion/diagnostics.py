@@ -10,6 +10,7 @@ Reference:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import nn
 
 from .ddpm import DDPMSchedule, _eps
 
-__all__ = ["StabilityMonitor", "steps_to_target", "SUMMARY_KEYS"]
+__all__ = ["StabilityMonitor", "stability_summary", "steps_to_target", "SUMMARY_KEYS"]
 
 SUMMARY_KEYS = (
     "steps",
@@ -49,6 +50,92 @@ def steps_to_target(evals: list[tuple[int, float]], target: float) -> int | None
         if v <= target:
             return int(step)
     return None
+
+
+def stability_summary(
+    loss: Sequence[float],
+    grad_norm: Sequence[float],
+    feature_norm: Sequence[tuple[int, float]] = (),
+    evals: Sequence[tuple[int, float]] = (),
+    param_norm: Sequence[float] = (),
+    *,
+    burn_in: float = 0.2,
+    window: int = 100,
+    spike_factor: float = 3.0,
+    target_fid: float | None = None,
+) -> dict[str, Any]:
+    """The stability measures of recorded training curves, all after discarding the first ``burn_in`` of steps.
+
+    :meth:`StabilityMonitor.summary` is this function on the monitor's histories; call it directly on curves
+    logged elsewhere, or on the first ``n`` steps of a longer run (``loss[:n]``, ``grad_norm[:n]``, the
+    ``feature_norm`` and ``evals`` pairs with step < n resp. ≤ n) to get the measures that run would have had
+    if it had stopped at step n (with a constant learning rate after warm-up, as in :func:`build_optimizer`).
+
+    - ``loss_oscillation``: median over non-overlapping ``window``-step windows of std/mean of the loss.
+    - ``grad_norm_spread``: (q90 − q10)/q50 of the global gradient norm; ``grad_norm_spikes``: steps whose norm
+      exceeds ``spike_factor`` × the median of the previous ``window`` steps.
+    - ``feature_norm_final`` / ``feature_norm_slope`` (least-squares slope per 1,000 steps) /
+      ``feature_norm_diff_std`` (std of the first differences of the probe curve).
+    - ``proxy_fid_final`` / ``proxy_fid_best`` from ``evals`` (None without evaluations).
+    - ``steps_to_fid``: the first evaluated step with proxy FID ≤ ``target_fid`` (e.g. 1.1 × the best final
+      value over the arms of a seed); None without a target or when never reached.
+
+    Args:
+        loss: (S,) per-step training loss.
+        grad_norm: (S,) per-step global gradient norm (same length as ``loss``).
+        feature_norm: ``(step, norm)`` pairs of the probe, in step order.
+        evals: ``(step, proxy FID)`` pairs, in step order.
+        param_norm: (S,) per-step parameter norm; empty gives ``param_norm_final`` None.
+        burn_in: fraction of the first steps left out, in [0, 1).
+        window: window length in steps.
+        spike_factor: a spike is a gradient norm above this multiple of the running median.
+        target_fid: the proxy-FID threshold of ``steps_to_fid``.
+
+    Returns:
+        A dict with exactly the keys of :data:`SUMMARY_KEYS` (None where there is too little data).
+
+    Raises:
+        ValueError: ``loss`` and ``grad_norm`` of different lengths, or ``burn_in`` outside [0, 1).
+    """
+    n = len(loss)
+    if len(grad_norm) != n:
+        raise ValueError(f"loss has {n} steps but grad_norm has {len(grad_norm)}")
+    if not 0.0 <= burn_in < 1.0:
+        raise ValueError(f"burn_in must be in [0, 1), got {burn_in}")
+    s0 = int(math.floor(burn_in * n))
+    loss_a, gn = np.asarray(loss[s0:], float), np.asarray(grad_norm, float)
+    out: dict[str, Any] = dict.fromkeys(SUMMARY_KEYS)
+    out["steps"] = n
+    if len(loss_a):
+        w = max(1, min(window, len(loss_a)))
+        ratios = [
+            float(c.std() / c.mean()) if c.mean() != 0 else 0.0
+            for c in (loss_a[i : i + w] for i in range(0, len(loss_a) - w + 1, w))
+        ]
+        out["loss_oscillation"] = float(np.median(ratios))
+        out["loss_final"] = float(loss_a[-w:].mean())
+        g = gn[s0:]
+        q10, q50, q90 = np.quantile(g, [0.1, 0.5, 0.9])
+        out["grad_norm_median"] = float(q50)
+        out["grad_norm_spread"] = float((q90 - q10) / q50) if q50 > 0 else 0.0
+        out["grad_norm_spikes"] = int(
+            sum(gn[s] > spike_factor * np.median(gn[max(0, s - window) : s]) for s in range(max(s0, 1), n))
+        )
+        if len(param_norm):
+            out["param_norm_final"] = float(param_norm[-1])
+    fn = [(s, v) for s, v in feature_norm if s >= s0]
+    if fn:
+        out["feature_norm_final"] = fn[-1][1]
+    if len(fn) >= 2:
+        st, v = np.asarray([s for s, _ in fn], float), np.asarray([v for _, v in fn], float)
+        out["feature_norm_slope"] = float(np.polyfit(st, v, 1)[0] * 1000.0)
+        out["feature_norm_diff_std"] = float(np.diff(v).std())
+    if evals:
+        out["proxy_fid_final"] = evals[-1][1]
+        out["proxy_fid_best"] = min(v for _, v in evals)
+        if target_fid is not None:
+            out["steps_to_fid"] = steps_to_target(list(evals), target_fid)
+    return out
 
 
 def _per_position_norm(x: torch.Tensor) -> float:
@@ -160,53 +247,22 @@ class StabilityMonitor:
         spike_factor: float = 3.0,
         target_fid: float | None = None,
     ) -> dict[str, Any]:
-        """The stability measures, all after discarding the first ``burn_in`` fraction of steps.
-
-        - ``loss_oscillation``: median over non-overlapping ``window``-step windows of std/mean of the loss.
-        - ``grad_norm_spread``: (q90 − q10)/q50 of the global gradient norm; ``grad_norm_spikes``: steps whose
-          norm exceeds ``spike_factor`` × the median of the previous ``window`` steps.
-        - ``feature_norm_final`` / ``feature_norm_slope`` (least-squares slope per 1,000 steps) /
-          ``feature_norm_diff_std`` (std of the first differences of the probe curve).
-        - ``proxy_fid_final`` / ``proxy_fid_best`` from :meth:`record_eval` (None without evaluations).
-        - ``steps_to_fid``: the first evaluated step with proxy FID ≤ ``target_fid`` (e.g. 1.1 × the best final
-          value over the arms of a seed); None without a target or when never reached.
+        """:func:`stability_summary` of the recorded histories (the measures and arguments are documented there).
 
         Returns:
             A dict with exactly the keys of :data:`SUMMARY_KEYS` (None where there is too little data).
+
+        Raises:
+            ValueError: ``burn_in`` outside [0, 1).
         """
-        n = len(self.loss)
-        s0 = int(math.floor(burn_in * n))
-        loss, gn = np.asarray(self.loss[s0:], float), np.asarray(self.grad_norm, float)
-        out: dict[str, Any] = dict.fromkeys(SUMMARY_KEYS)
-        out["steps"] = n
-        if len(loss):
-            w = max(1, min(window, len(loss)))
-            ratios = [
-                float(c.std() / c.mean()) if c.mean() != 0 else 0.0
-                for c in (loss[i : i + w] for i in range(0, len(loss) - w + 1, w))
-            ]
-            out["loss_oscillation"] = float(np.median(ratios))
-            out["loss_final"] = float(loss[-w:].mean())
-            g = gn[s0:]
-            q10, q50, q90 = np.quantile(g, [0.1, 0.5, 0.9])
-            out["grad_norm_median"] = float(q50)
-            out["grad_norm_spread"] = float((q90 - q10) / q50) if q50 > 0 else 0.0
-            out["grad_norm_spikes"] = int(
-                sum(
-                    gn[s] > spike_factor * np.median(gn[max(0, s - window) : s]) for s in range(max(s0, 1), n)
-                )
-            )
-            out["param_norm_final"] = self.param_norm[-1]
-        fn = [(s, v) for s, v in self.feature_norm if s >= s0]
-        if fn:
-            out["feature_norm_final"] = fn[-1][1]
-        if len(fn) >= 2:
-            st, v = np.asarray([s for s, _ in fn], float), np.asarray([v for _, v in fn], float)
-            out["feature_norm_slope"] = float(np.polyfit(st, v, 1)[0] * 1000.0)
-            out["feature_norm_diff_std"] = float(np.diff(v).std())
-        if self.evals:
-            out["proxy_fid_final"] = self.evals[-1][1]
-            out["proxy_fid_best"] = min(v for _, v in self.evals)
-            if target_fid is not None:
-                out["steps_to_fid"] = steps_to_target(self.evals, target_fid)
-        return out
+        return stability_summary(
+            self.loss,
+            self.grad_norm,
+            self.feature_norm,
+            self.evals,
+            self.param_norm,
+            burn_in=burn_in,
+            window=window,
+            spike_factor=spike_factor,
+            target_fid=target_fid,
+        )
