@@ -41,23 +41,10 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_trainer_run_folder_resume_and_cli(tmp_path):
+def test_trainer_run_folder_resume_and_cli(tmp_path, tiny_diffusion_cfg):
     from attnkit.cli import main as cli
 
-    cfg = dict(
-        data="digits",
-        lsc="cs",
-        steps=8,
-        batch_size=16,
-        log_every=2,
-        ckpt_every=4,
-        num_samples=4,
-        sample_steps=2,
-        out_dir=str(tmp_path),
-        run_name="r",
-        progress="log",
-        warmup_steps=2,
-    )
+    cfg = dict(tiny_diffusion_cfg, out_dir=str(tmp_path), run_name="r", progress="log")
     full = train_diffusion(dict(cfg))
     run = tmp_path / "r"
     assert (run / "samples.png").is_file() and (run / "config.json").is_file()

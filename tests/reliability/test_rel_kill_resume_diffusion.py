@@ -18,23 +18,11 @@ import torch
 
 pytest.importorskip("diffusers", reason="the diffusion trainer needs attnkit[diffusion]")
 
-CFG = dict(
-    data="digits",
-    lsc="cs",
-    steps=8,
-    batch_size=16,
-    log_every=2,
-    ckpt_every=4,
-    num_samples=4,
-    sample_steps=2,
-    progress="none",
-    warmup_steps=2,
-)
 COLS = ("epoch", "global_step", "lr", "train_loss", "grad_norm", "param_norm", "feature_norm")
 
 
-def _run(kill, out: Path, name: str, kill_at: int = 0, when: str = "before", **extra) -> int:
-    cfg = dict(CFG, out_dir=str(out), run_name=name, **extra)
+def _run(kill, base, out: Path, name: str, kill_at: int = 0, when: str = "before", **extra) -> int:
+    cfg = dict(base, out_dir=str(out), run_name=name, **extra)
 
     def fn() -> int:
         from attnkit.diffusion.train import train_diffusion
@@ -62,14 +50,14 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, killed_at_write):
+def reference(tmp_path_factory, killed_at_write, tiny_diffusion_cfg):
     out = tmp_path_factory.mktemp("kill_diffusion")
-    assert _run(killed_at_write, out, "ref") == 0
-    return out, int((out / "ref.count").read_text()), killed_at_write
+    assert _run(killed_at_write, tiny_diffusion_cfg, out, "ref") == 0
+    return out, int((out / "ref.count").read_text()), killed_at_write, tiny_diffusion_cfg
 
 
 def test_the_reference_run_makes_six_atomic_writes(reference):
-    out, n_writes, _ = reference
+    out, n_writes, _, _ = reference
     # config.json, the metrics.csv header, last.pt at steps 4 and 8, samples.png, summary.json
     assert n_writes == 6
     assert [r[1] for r in _rows(out / "ref")] == ["2", "4", "6", "8"]
@@ -84,11 +72,11 @@ def test_the_reference_run_makes_six_atomic_writes(reference):
     [(1, "after"), (2, "after"), (3, "before"), (3, "after"), (4, "before"), (5, "after")],
 )
 def test_kill_at_a_write_then_resume_is_exact(reference, kill_at, when):
-    out, n_writes, kill = reference
+    out, n_writes, kill, base = reference
     assert 1 <= kill_at <= n_writes
     name = f"k{kill_at}{when}"
-    assert _run(kill, out, name, kill_at, when) == -signal.SIGKILL
-    assert _run(kill, out, name, resume="auto") == 0
+    assert _run(kill, base, out, name, kill_at, when) == -signal.SIGKILL
+    assert _run(kill, base, out, name, resume="auto") == 0
     run, ref = out / name, out / "ref"
     assert _rows(run) == _rows(ref)
     a, b = _state(ref), _state(run)
