@@ -297,8 +297,10 @@ def threshold_table(per_seed, arms, thresholds=FID_THRESHOLDS):
     The spec's single measure (steps to 1.1 × the best final FID) is only reached near the end of a run that
     has not levelled off; fixed thresholds show the whole course. Columns the runs never reached are left out.
     """
+    if "none" not in arms:  # one arm per process, before --merge
+        return ""
     cols = [th for th in thresholds if any(steps_to_target(s["none"]["evals"], th) for s in per_seed)]
-    if "none" not in arms or not cols:
+    if not cols:
         return ""
     lines = [
         "| arm | " + " | ".join(f"FID ≤ {th}" for th in cols) + " |",
