@@ -93,7 +93,8 @@ def _train_run(cfg, resume: bool) -> dict[str, Any]:
         finished = (run_dir / "summary.json").exists()
         if not diff and finished:
             log.info("compare: %s finished earlier with the same config, reusing it", cfg.run_name)
-            return json.loads((run_dir / "summary.json").read_text())
+            with RunLock(run_dir, "attnkit compare"):  # no live writer; takes over a killed run's stale lock
+                return json.loads((run_dir / "summary.json").read_text())
         if diff:
             note = ""
             if set(diff) == {"epochs"} and finished:

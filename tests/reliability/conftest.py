@@ -12,12 +12,13 @@ import pytest
 
 
 def _child(fn: Callable[[], int], kill_at: int, when: str, counter: str) -> None:
-    real, calls, me = os.replace, [0], os.getpid()
+    real, calls, me, dests = os.replace, [0], os.getpid(), []
 
     def replace(src, dst, *a, **k):
         if os.getpid() != me:  # a DataLoader worker
             return real(src, dst, *a, **k)
         calls[0] += 1
+        dests.append(os.fspath(dst))
         if calls[0] == kill_at and when == "before":
             os.kill(me, signal.SIGKILL)
         out = real(src, dst, *a, **k)
@@ -28,6 +29,7 @@ def _child(fn: Callable[[], int], kill_at: int, when: str, counter: str) -> None
     os.replace = replace
     rc = fn()
     Path(counter).write_text(str(calls[0]))
+    Path(counter).with_suffix(".paths").write_text("\n".join(dests) + "\n")
     os._exit(rc)
 
 
@@ -37,7 +39,8 @@ def run_killed_at_write(fn: Callable[[], int], counter: Path, kill_at: int = 0, 
 
     Returns:
         The child's exit code: ``-signal.SIGKILL`` when it was killed, else ``fn()``'s. A child that finishes
-        writes its number of ``os.replace`` calls to ``counter``.
+        writes its number of ``os.replace`` calls to ``counter`` and their destinations, one per line and in
+        order, to ``counter`` with the suffix ``.paths``.
     """
     p = multiprocessing.get_context("fork").Process(target=_child, args=(fn, kill_at, when, str(counter)))
     p.start()

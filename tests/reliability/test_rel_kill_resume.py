@@ -1,5 +1,6 @@
 """Kill -9 at an atomic write of ``attnkit train --workers 2``, then ``--resume auto``: the finished run
-equals the uninterrupted one (metrics and weights, max difference 0.0), with no temporary file left.
+equals the uninterrupted one (metrics rows, the summary's best and final top-1, and weights, max difference
+0.0), with no temporary file left.
 
 Each run is a forked child of the test process (no re-import, about 5 s a run on 2 cores) that SIGKILLs
 itself just before or just after its N-th ``os.replace``: every atomic write of attnkit (config, env,
@@ -10,6 +11,7 @@ so the kill points also cover "row written, checkpoint not yet".
 from __future__ import annotations
 
 import csv
+import json
 import signal
 from pathlib import Path
 
@@ -59,6 +61,9 @@ def _check_kill(reference, name: str, kill_at: int, when: str) -> float:
     assert _run(kill, out, name, 0, "before", "--resume", "auto") == 0
     run, ref = out / name, out / "ref"
     assert _rows(run) == _rows(ref)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, run))
+    for k in ("best_eval_top1", "best_epoch", "final_eval_top1", "final_eval_top5", "final_eval_loss"):
+        assert sa[k] == sb[k], k  # unrounded, also when the kill came after the last epoch
     wa, wb = _weights(ref), _weights(run)
     diff = max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa)
     assert diff == 0.0
@@ -66,16 +71,18 @@ def _check_kill(reference, name: str, kill_at: int, when: str) -> float:
     return diff
 
 
-# the 3rd write is the initial last.ckpt; the 5th the first epoch's last.ckpt (its metrics row is
-# already appended); the 8th is the final weights
+# the run's 12 writes, in order: the metrics.csv header, config.yaml, env.json, the initial last.ckpt,
+# best.ckpt and last.ckpt of epoch 0, of epoch 1, model.safetensors, curves.png, report.md, summary.json.
+# 3 after: env written, no checkpoint; 5 before: epoch 0's row appended, its checkpoints not; 8 before:
+# both rows, epoch 1's last.ckpt not
 @pytest.mark.parametrize(("kill_at", "when"), [(3, "after"), (5, "before"), (8, "before")])
 def test_kill_then_resume_is_exact_with_workers(reference, kill_at, when):
     _check_kill(reference, f"k{kill_at}{when}", kill_at, when)
 
 
-# ten more: every write of the run (config, env, initial checkpoint, epoch checkpoints, weights,
-# summary) before or after its os.replace
-TEN = [
+# twelve more: every write of the run, before or after its os.replace (10 and 12 before: trained and
+# weights written, but not yet the curves, the report or the summary: resuming writes them, unrounded)
+TWELVE = [
     (1, "before"),
     (2, "after"),
     (3, "before"),
@@ -86,10 +93,12 @@ TEN = [
     (7, "after"),
     (8, "after"),
     (9, "before"),
+    (10, "before"),
+    (12, "before"),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kill_at", "when"), TEN)
-def test_kill_at_ten_more_points_then_resume_is_exact_with_workers(reference, kill_at, when):
+@pytest.mark.parametrize(("kill_at", "when"), TWELVE)
+def test_kill_at_twelve_more_points_then_resume_is_exact_with_workers(reference, kill_at, when):
     _check_kill(reference, f"s{kill_at}{when}", kill_at, when)

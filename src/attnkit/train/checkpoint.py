@@ -6,7 +6,7 @@ A checkpoint is one dict of tensors, plain containers and primitives, so it load
     {"model", "optimizer", "scheduler",        # state dicts (Fabric converts the objects)
      "scaler" (16-mixed only), "model_ema" (--model-ema only), "epoch" (last completed, 0-indexed), "global_step",
      "best_metric", "best_epoch", "metric_name", "config" (plain dict), "rng", "attnkit_version",
-     "torch_version"}
+     "torch_version", "last_eval" (the last evaluated epoch's metrics row, unrounded; optional)}
 """
 
 from __future__ import annotations
@@ -110,10 +110,14 @@ def make_state(
     config: dict[str, Any],
     scaler: Any = None,
     model_ema: Any = None,
+    last_eval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict for ``engine.save`` (objects stay objects; Fabric stores their state dicts).
 
     ``model_ema`` (timm's ``ModelEmaV3``, ``--model-ema``) is stored under ``"model_ema"`` when given.
+    ``last_eval``, the metrics row of the last evaluated epoch, is stored with its numbers unrounded (the
+    ``metrics.csv`` row keeps 6 significant digits), so that a run resumed after its last epoch reports the
+    same final top-1 as the uninterrupted run.
     """
     from .. import __version__
 
@@ -135,6 +139,10 @@ def make_state(
         state["scaler"] = scaler
     if model_ema is not None:
         state["model_ema"] = model_ema
+    if last_eval:
+        state["last_eval"] = {
+            k: v for k, v in last_eval.items() if isinstance(v, int | float | str) and not isinstance(v, bool)
+        }
     return state
 
 

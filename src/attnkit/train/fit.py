@@ -215,6 +215,7 @@ def _resume(run: _Run) -> None:
         raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {e}") from None
     run.start_epoch, run.global_step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
     run.best_metric, run.best_epoch = float(ckpt["best_metric"]), int(ckpt["best_epoch"])
+    run.last_eval = dict(ckpt.get("last_eval") or {})
     set_rng_state(ckpt["rng"])
     resume_features(run, ckpt, path)
     if engine.is_global_zero:
@@ -307,6 +308,7 @@ def _save(run: _Run, epoch: int, path: Path) -> None:
         config=run.config.to_dict(),
         scaler=run.engine.scaler,
         model_ema=run.ema,
+        last_eval=run.last_eval,
     )
     run.engine.save(path, state)
 

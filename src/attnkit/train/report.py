@@ -105,7 +105,7 @@ def _fmt(v: Any) -> str:
 
 
 def write_report(path: str | Path, summary: dict[str, Any], has_curves: bool) -> None:
-    """``report.md``: best and final metrics, params, MACs and a link to ``curves.png``."""
+    """``report.md`` (atomic): best and final metrics, params, MACs and a link to ``curves.png``."""
     s = summary
 
     def f(v, spec=".2f"):
@@ -131,7 +131,7 @@ def write_report(path: str | Path, summary: dict[str, Any], has_curves: bool) ->
     ]
     if has_curves:
         lines += ["![curves](curves.png)", ""]
-    Path(path).write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path) -> bool:

@@ -2,8 +2,8 @@
 
 At the start: ``metrics.csv`` (truncated to the resumed epoch), ``config.yaml`` and ``env.json``
 (:func:`_start_files`); per epoch: the metrics row, one log line and the Fabric loggers
-(:func:`_log_epoch`); at the end: the final weights, ``summary.json`` with the best AND the final
-eval top-1, ``curves.png`` and ``report.md`` (:func:`_summary`).
+(:func:`_log_epoch`); at the end: the final weights, ``curves.png``, ``report.md`` and, last,
+``summary.json`` with the best AND the final eval top-1 (:func:`_summary`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _num(r: dict[str, Any], k: str) -> float | None:
 
 
 def _summary(run: _Run) -> dict[str, Any]:
-    """Rank 0: final weights, ``summary.json`` (best AND final), ``curves.png`` and ``report.md``."""
+    """Rank 0: final weights, ``curves.png``, ``report.md`` and, last, ``summary.json`` (best AND final)."""
     config, run_dir = run.config, run.config.run_dir
     weights = save_weights(run.raw_model, run_dir)
     rows = read_metrics(run_dir / "metrics.csv")
@@ -125,9 +125,11 @@ def _summary(run: _Run) -> dict[str, Any]:
         "config": config.to_dict(),
     }
     summary.update(save_ema_weights(run, last))
-    atomic_write_json(run_dir / "summary.json", summary)
     has_curves = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     write_report(run_dir / "report.md", summary, has_curves)
+    # last: a run folder with summary.json holds every file of a finished run (``attnkit compare --resume``
+    # reuses such a run as it is); a kill before this point leaves a run that resuming finishes
+    atomic_write_json(run_dir / "summary.json", summary)
     logger.info(
         "done: best eval top1 %s (epoch %s), final %s, %.1f s",
         "-" if summary["best_eval_top1"] is None else f"{summary['best_eval_top1']:.2f}",
