@@ -96,6 +96,10 @@ def stability_summary(
 
     Raises:
         ValueError: ``loss`` and ``grad_norm`` of different lengths, or ``burn_in`` outside [0, 1).
+
+    Reference:
+        ScaleLong, arXiv 2310.13545 (the feature-norm diagnostic); the loss and gradient measures are
+        attnkit's own summaries of the curves the paper plots.
     """
     n = len(loss)
     if len(grad_norm) != n:
