@@ -323,7 +323,8 @@ def threshold_table(per_seed, arms, thresholds=FID_THRESHOLDS):
     )
 
 
-def plot(per_seed, arms, path, title):
+def plot(per_seed, arms, path, title, first_seed=0):
+    """Feature norm, gradient norm and loss of ``first_seed`` (the first of ``per_seed``), mean proxy FID."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -345,9 +346,9 @@ def plot(per_seed, arms, path, title):
     for a, t in zip(
         ax,
         [
-            "probe feature norm (seed 0)",
-            "grad norm, 20-step mean (seed 0)",
-            "loss, 20-step mean (seed 0)",
+            f"probe feature norm (seed {first_seed})",
+            f"grad norm, 20-step mean (seed {first_seed})",
+            f"loss, 20-step mean (seed {first_seed})",
             "proxy FID of EMA samples (mean over seeds)",
         ],
         strict=True,
@@ -456,7 +457,11 @@ def merge(stems, out, stem, until=None):
             per_seed=done,
         )
         plot(
-            done, arms, out / f"{stem}_{tag}_curves.png", f"{result['dataset']} {tag} lr {result[tag]['lr']}"
+            done,
+            arms,
+            out / f"{stem}_{tag}_curves.png",
+            f"{result['dataset']} {tag} lr {result[tag]['lr']}",
+            first_seed=seeds[0],
         )
     rows = result["main"]["rows"]
     best = min(rows, key=lambda r: r["proxy_fid_final"][2])["arm"]
@@ -590,7 +595,13 @@ def main(argv=None):
                 {n: {k: v for k, v in d.items() if k != "samples"} for n, d in s.items()} for s in done
             ],
         )
-        plot(done, arms, a.out / f"{stem}_{tag}_curves.png", f"{prof['dataset']} {tag} lr {lr}")
+        plot(
+            done,
+            arms,
+            a.out / f"{stem}_{tag}_curves.png",
+            f"{prof['dataset']} {tag} lr {lr}",
+            first_seed=result[tag]["seeds"][0],
+        )
         if tag == "main":
             best = min(result[tag]["rows"], key=lambda r: r["proxy_fid_final"][2])["arm"]
             if len(done) == 1:  # every arm's grid of the first seed (same x_T for every arm)
