@@ -371,6 +371,12 @@ def write_report(result, out, stem, header):
         + table(result[tg]["rows"], len(result[tg]["seeds"]))
         + "\n\n"
         + threshold_table(result[tg]["per_seed"], [r["arm"] for r in result[tg]["rows"]])
+        + (
+            "\n\nStep cost: the arms of a seed ran in separate processes, so it is not a side-by-side "
+            "measurement (and meaningless where the processes ran at different loads)."
+            if result[tg].get("separate_processes")
+            else ""
+        )
         for tg in ("main", "second")
         if tg in result
     ]
@@ -408,20 +414,22 @@ def _merge_seeds(parts, tag, until=None):
     (one arm per process; the batches, timesteps and noise of a seed do not depend on its arms, so the arms
     are paired as in lockstep), each cut at step ``until`` when given (:func:`cut_at`). Steps to 1.1 × the
     best final proxy FID are recomputed over the joined arms."""
-    by_seed = {}
+    by_seed, n_parts = {}, {}
     for p in parts:
         if tag in p:
             for sd, arms in zip(p[tag]["seeds"], p[tag]["per_seed"], strict=True):
                 if until is not None:
                     arms = {n: cut_at(d, until) for n, d in arms.items()}
                 by_seed.setdefault(sd, {}).update(arms)
+                n_parts[sd] = n_parts.get(sd, 0) + 1
     seeds = sorted(by_seed)
     done = [by_seed[sd] for sd in seeds]
+    separate = any(n > 1 for n in n_parts.values())
     for s in done:
         best_final = min(d["summary"]["proxy_fid_final"] for d in s.values())
         for d in s.values():
             d["steps_to_fid"] = steps_to_target(d["evals"], 1.1 * best_final)
-    return seeds, done
+    return seeds, done, separate
 
 
 def merge(stems, out, stem, until=None):
@@ -446,12 +454,13 @@ def merge(stems, out, stem, until=None):
     for tag in ("main", "second"):
         if not any(tag in p for p in parts):
             continue
-        seeds, done = _merge_seeds(parts, tag, until)
+        seeds, done, separate = _merge_seeds(parts, tag, until)
         arms = [a for a in ARMS if a in done[0]]
         if any(set(s) != set(arms) for s in done):
             raise SystemExit(f"{tag}: the seeds {seeds} do not all have the arms {arms}")
         result[tag] = dict(
             lr=next(p[tag]["lr"] for p in parts if tag in p),
+            separate_processes=separate,
             seeds=seeds,
             rows=aggregate(done, arms),
             per_seed=done,
