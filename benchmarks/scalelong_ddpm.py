@@ -117,6 +117,13 @@ METRICS = [
 ]
 
 
+def reference_statistics(train_images, feat_net, n_ref):
+    """The proxy-FID reference: FeatureNet statistics ``(mu, sigma)`` of a seeded subset of ``n_ref`` training
+    images (seed 1), the same subset in every run and in ``scalelong_fid_noise.py``."""
+    idx = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(1))[:n_ref]
+    return feature_statistics(train_images[idx], feat_net)
+
+
 def _window(steps):
     """The window (steps) of the stability measures of a run of ``steps`` steps."""
     return 100 if steps >= 1000 else 50
@@ -463,7 +470,12 @@ def merge(stems, out, stem, until=None):
             separate_processes=separate,
             seeds=seeds,
             rows=aggregate(done, arms),
-            per_seed=done,
+            # the per-step curves stay in the parts (merged_from); the merged file keeps the summaries,
+            # evaluations and probe curves
+            per_seed=[
+                {n: {k: v for k, v in d.items() if k not in ("loss", "grad_norm")} for n, d in s.items()}
+                for s in done
+            ],
         )
         plot(
             done,
@@ -557,8 +569,7 @@ def main(argv=None):
         feat_net, acc = train_feature_net(x_tr, y_tr, x_te, y_te, epochs=a.feature_epochs)
         save_feature_net(feat_net, acc, fn_path, notes=f"{prof['dataset']} {tuple(x_tr.shape)}")
     n_ref = prof.get("ref_subset") or len(x_tr)  # the reference statistics: all or a seeded subset
-    ref_idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(1))[:n_ref]
-    ref = feature_statistics(x_tr[ref_idx], feat_net)
+    ref = reference_statistics(x_tr, feat_net, n_ref)
     floor_idx = torch.randperm(len(x_te), generator=torch.Generator().manual_seed(0))[: a.eval_samples]
     floor = frechet_distance(*feature_statistics(x_te[floor_idx], feat_net), *ref)
     print(

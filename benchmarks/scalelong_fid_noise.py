@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, env_metadata, markdown_table, write_outputs  # noqa: E402
+from scalelong_ddpm import reference_statistics  # noqa: E402
 
 from attnkit.diffusion import (  # noqa: E402
     diffusion_images,
@@ -39,7 +40,9 @@ def main(argv=None):
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 512, 2048])
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--ref-subset", type=int, default=10000, help="reference images (seeded as the benchmark)")
+    p.add_argument(
+        "--ref-subset", type=int, default=10000, help="reference images (the benchmark's seeded subset)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--stem", default="scalelong_fid_noise")
     a = p.parse_args(argv)
@@ -48,8 +51,7 @@ def main(argv=None):
     net, acc = load_feature_net(a.feature_net)
     x_tr, _ = diffusion_images(a.dataset, "train")
     x_te, _ = diffusion_images(a.dataset, "test")
-    ref_idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(1))[: a.ref_subset]
-    ref = feature_statistics(x_tr[ref_idx], net)
+    ref = reference_statistics(x_tr, net, a.ref_subset)
     rows = []
     for n in a.sizes:
         if n > len(x_te):

@@ -140,9 +140,7 @@ def make_state(
     if model_ema is not None:
         state["model_ema"] = model_ema
     if last_eval:
-        state["last_eval"] = {
-            k: v for k, v in last_eval.items() if isinstance(v, int | float | str) and not isinstance(v, bool)
-        }
+        state["last_eval"] = {k: v for k, v in last_eval.items() if isinstance(v, int | float | str)}
     return state
 
 
