@@ -101,3 +101,9 @@ def test_configs_round_trip_through_the_shared_loader():
         PipelineConfig.from_dict({"modle": "resnet20"})
     with pytest.raises(TypeError, match="steps"):
         SearchConfig.from_dict({"steps": "many"})
+
+
+def test_retrain_overrides_must_be_train_config_fields():
+    with pytest.raises(ValueError, match=r"retrain_overrides .*\['nonsense'\]"):
+        PipelineConfig(retrain_overrides={"nonsense": 1, "batch_size": 8})
+    PipelineConfig(retrain_overrides={"batch_size": 8})  # a field the pipeline also sets: the override wins

@@ -239,3 +239,26 @@ class HoldoutEvaluator:
         if self.cache_enabled:
             self.cache[s.bits] = acc
         return acc
+
+    def state_dict(self) -> dict[str, Any]:
+        """The cache and the counters (plain containers; loads with ``torch.load(..., weights_only=True)``).
+
+        A resumed search restores them, so its summary counts the evaluations of the whole run, not of the
+        last process, and no scheme already scored is evaluated again.
+        """
+        return {
+            "cache": dict(self.cache),
+            "num_evaluations": self.num_evaluations,
+            "cache_hits": self.cache_hits,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the cache only when this evaluator caches).
+
+        Raises:
+            KeyError: ``state`` lacks one of the keys of :meth:`state_dict`.
+        """
+        if self.cache_enabled:
+            self.cache = {str(k): float(v) for k, v in state["cache"].items()}
+        self.num_evaluations = int(state["num_evaluations"])
+        self.cache_hits = int(state["cache_hits"])

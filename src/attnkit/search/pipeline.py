@@ -9,7 +9,7 @@ Run folder::
     config.json                  the resolved PipelineConfig
     supernet.pt                  supernet checkpoint (atomic, per epoch; resumed from)
     supernet_log.jsonl           per epoch: train loss/top-1, held-out top-1 of the full and empty scheme
-    search_state.pt              EANSearch state (atomic, every ``checkpoint_every`` steps; resumed from)
+    search_state.pt              EANSearch state and the held-out cache (atomic, every ``checkpoint_every`` steps; resumed from)
     search_log.csv               per step: loss, baseline, reward, scheme, accuracy, sparsity, bonus, ...
     search_samples.csv / .jsonl  every evaluated scheme with its accuracy and reward
     result.json                  mode / best / last scheme and the selected one
@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,8 @@ class PipelineConfig:
             ValueError: a learning rate not a finite number > 0, ``momentum`` outside [0, 1),
                 ``weight_decay`` < 0, ``supernet_p`` outside [0, 1], a count out of range, an unknown
                 ``supernet_schedule``/``retrain_scheduler``, or bad attention settings
-                (:func:`attnkit.train.config.check_attn_kwargs`).
+                (:func:`attnkit.train.config.check_attn_kwargs`), or a ``retrain_overrides`` key that is
+                not a :class:`attnkit.train.TrainConfig` field.
         """
         from ..train.config import check_attn_kwargs
 
@@ -142,6 +143,11 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
         for ak in self.attn_kwargs if isinstance(self.attn_kwargs, list) else [self.attn_kwargs or {}]:
             check_attn_kwargs(self.attn, ak or {}, None, None)
+        from ..train import TrainConfig
+
+        unknown = sorted(set(self.retrain_overrides) - {f.name for f in fields(TrainConfig)})
+        if unknown:
+            raise ValueError(f"retrain_overrides has fields TrainConfig does not know: {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (``search`` nested)."""
@@ -204,7 +210,7 @@ def retrain(cfg: PipelineConfig, scheme: ConnectionScheme | str, run_dir: str | 
     """
     from ..train import TrainConfig, fit
 
-    tc = TrainConfig(
+    kw = dict(
         model=cfg.model,
         attn=cfg.attn,
         attn_kwargs=cfg.attn_kwargs or {},
@@ -229,9 +235,9 @@ def retrain(cfg: PipelineConfig, scheme: ConnectionScheme | str, run_dir: str | 
         workers=0,
         accelerator="cpu" if cfg.device == "cpu" else "auto",
         progress="lines" if cfg.progress else "none",
-        **cfg.retrain_overrides,
     )
-    return fit(tc)
+    kw.update(cfg.retrain_overrides)  # an override wins over the value derived from the search settings
+    return fit(TrainConfig(**kw))
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
@@ -353,11 +359,15 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
     search = EANSearch(evaluator, bps, cfg.search)
     state_path = out / "search_state.pt"
     if state_path.exists():
-        search.load_state_dict(load_state(state_path, "search state"))
+        st = load_state(state_path, "search state")
+        held = st.pop("holdout_evaluator", None)  # absent in run folders written before it was kept
+        search.load_state_dict(st)
+        if held is not None:
+            evaluator.load_state_dict(held)
         log(f"[search] resumed controller at step {search.t}/{cfg.search.steps}")
 
     def save_state() -> None:
-        atomic_torch_save(search.state_dict(), state_path)
+        atomic_torch_save({**search.state_dict(), "holdout_evaluator": evaluator.state_dict()}, state_path)
 
     def callback(s: EANSearch, rec) -> None:
         if (rec.step + 1) % max(cfg.checkpoint_every, 1) == 0 or s.t == cfg.search.steps:

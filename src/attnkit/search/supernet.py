@@ -32,11 +32,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import atomic_torch_save
+from .._io import atomic_torch_save, atomic_write_text
 from ..models import ConnectionScheme
 from .evaluate import evaluate_top1, scheme_override
 
 __all__ = ["load_state", "SupernetWrapper", "train_supernet"]
+
+LOG_FILE = "supernet_log.jsonl"
+
+
+def _log_text(log: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in log)
+
+
+def _read_log(path: Path, epochs: int) -> list[dict[str, Any]]:
+    """The first ``epochs`` records of a log written before checkpoints carried it (older run folders)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines()[:epochs]:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
 
 
 def load_state(path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:
@@ -158,8 +177,10 @@ def train_supernet(
     global torch RNG (augmentation draws) is reseeded from ``(seed, epoch)`` at every epoch and a
     loader whose sampler has ``set_data_epoch`` (``attnkit.data.TrainSampler``) gets the epoch, so a
     resumed run trains exactly as an uninterrupted one.
-    ``run_dir/supernet_log.jsonl`` gets one line per epoch (train loss/top-1, and with
-    ``holdout_loader`` the held-out top-1 of the full and of the empty scheme).
+    ``run_dir/supernet_log.jsonl`` holds one line per finished epoch (train loss/top-1, and with
+    ``holdout_loader`` the held-out top-1 of the full and of the empty scheme). The checkpoint carries
+    these records and the file is rewritten atomically from them after each checkpoint and on resume, so
+    a kill at any point leaves a log that matches the checkpoint: no epoch twice, none missing.
 
     Args:
         model: an attnkit ResNet with every block connectable (``sharing="stage"``).
@@ -202,7 +223,7 @@ def train_supernet(
         if lr_schedule == "constant"
         else (lambda e: 0.5 * (1 + math.cos(math.pi * e / max(epochs, 1)))),
     )
-    start = 0
+    start, log = 0, []
     ckpt = Path(run_dir) / "supernet.pt" if run_dir is not None else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +234,8 @@ def train_supernet(
             sched.load_state_dict(st["scheduler"])
             gen.set_state(st["generator"])
             start = int(st["epoch"])
+            log = list(st.get("log", _read_log(ckpt.parent / LOG_FILE, start)))
+            atomic_write_text(ckpt.parent / LOG_FILE, _log_text(log))  # a kill may have come before it
             if progress:
                 print(f"[supernet] resumed from {ckpt} at epoch {start}/{epochs}")
     sampler = getattr(train_loader, "sampler", None)
@@ -262,6 +285,7 @@ def train_supernet(
         if holdout_loader is not None:
             rec["holdout_top1_full"], _ = evaluate_top1(model, holdout_loader, "full", device)
             rec["holdout_top1_empty"], _ = evaluate_top1(model, holdout_loader, "empty", device)
+        log.append(rec)
         if progress:
             print(
                 "[supernet] "
@@ -275,10 +299,10 @@ def train_supernet(
                     "scheduler": sched.state_dict(),
                     "generator": gen.get_state(),
                     "epoch": epoch + 1,
+                    "log": log,
                 },
                 ckpt,
             )
-            with open(ckpt.parent / "supernet_log.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            atomic_write_text(ckpt.parent / LOG_FILE, _log_text(log))
     model.eval()
     return model
