@@ -274,7 +274,10 @@ def aggregate(per_seed, arms):
     return rows
 
 
-def table(rows, n_seeds):
+def table(rows, n_seeds, side_by_side=True):
+    """Markdown: one row per arm. ``side_by_side=False`` (the arms ran in separate processes) leaves the step
+    cost out, as it was not measured side by side."""
+
     def ms(v):
         return f"{v[0]:.3f} ± {v[1]:.3f}" if n_seeds > 1 else f"{v[0]:.3f}"
 
@@ -289,7 +292,7 @@ def table(rows, n_seeds):
         lines.append(
             f"| {r['arm']} | {r['params']:,} | {ms(r['loss_oscillation'])} | {ms(r['grad_norm_spread'])} | "
             f"{ms(r['grad_norm_spikes'])} | {ms(r['feature_norm_final'])} | {ms(r['feature_norm_slope'])} | "
-            f"{ms(r['proxy_fid_final'])} | {r['proxy_fid_final'][2]:.2f} | {stf} | {acc} | {ms(r['cost'])} |"
+            f"{ms(r['proxy_fid_final'])} | {r['proxy_fid_final'][2]:.2f} | {stf} | {acc} | {ms(r['cost']) if side_by_side else '—'} |"
         )
     return "\n".join(lines)
 
@@ -375,12 +378,12 @@ def write_report(result, out, stem, header):
     md = [
         f"### {tg}: lr {result[tg]['lr']}, seeds {result[tg]['seeds']}, {result['steps']} steps, "
         f"batch {result['batch_size']}\n\n"
-        + table(result[tg]["rows"], len(result[tg]["seeds"]))
+        + table(result[tg]["rows"], len(result[tg]["seeds"]), not result[tg].get("separate_processes"))
         + "\n\n"
         + threshold_table(result[tg]["per_seed"], [r["arm"] for r in result[tg]["rows"]])
         + (
-            "\n\nStep cost: the arms of a seed ran in separate processes, so it is not a side-by-side "
-            "measurement (and meaningless where the processes ran at different loads)."
+            "\n\nStep cost is left out (—): the arms of a seed ran in separate processes, so it was not "
+            "measured side by side (the interleaved cost runs are in docs/diffusion.md)."
             if result[tg].get("separate_processes")
             else ""
         )
@@ -504,11 +507,18 @@ def merge(stems, out, stem, until=None):
     if src is None:
         print(f"no sample grid: the run of seed {first_seed}, arm {best} was cut at step {steps}", flush=True)
     else:
-        for a, b in (
-            (f"{src}_samples_{best}.png", f"{stem}_samples_best.png"),
-            (f"{src}_real.png", f"{stem}_real.png"),
-        ):
-            (out / b).write_bytes((out / a).read_bytes())
+        (out / f"{stem}_samples_best.png").write_bytes((out / f"{src}_samples_{best}.png").read_bytes())
+        # the real images are the same for every arm of a seed; the repository keeps one copy per seed
+        real = next(
+            (
+                out / f"{st}_real.png"
+                for st, p in zip(stems, parts, strict=True)
+                if "main" in p and p["main"]["seeds"][0] == first_seed and (out / f"{st}_real.png").exists()
+            ),
+            None,
+        )
+        if real is not None:
+            (out / f"{stem}_real.png").write_bytes(real.read_bytes())
     text = write_report(result, out, stem, _header(result))
     print(text, flush=True)
     return 0
