@@ -285,6 +285,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return commit_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> Path:
+    """Write ``records`` as JSON lines (one compact object per line) atomically; returns the path.
+
+    For logs rewritten whole from a checkpoint's history, so a kill never leaves a half line or a row the
+    checkpoint does not hold.
+
+    Raises:
+        OSError: as :func:`commit_file`.
+    """
+    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (non-JSON values through ``str``) atomically; returns the path."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")

@@ -27,7 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._io import CheckpointError, RunLock, atomic_torch_save, atomic_write_text, safe_torch_load
+from .._io import (
+    CheckpointError,
+    RunLock,
+    atomic_torch_save,
+    atomic_write_jsonl,
+    safe_torch_load,
+)
 from ._odeint import odeint
 from .corrected import CorrectedSolver, StepContext
 from .factory import CORRECTORS, build_corrector, check_run_folder, check_train_args, load_checkpoint
@@ -168,7 +174,7 @@ def _sync_metrics(out: Path, history: list) -> None:
     """
     path = out / "metrics.jsonl"
     if history or path.exists():
-        atomic_write_text(path, "".join(json.dumps(rec) + "\n" for rec in history))
+        atomic_write_jsonl(path, history)
 
 
 def _check_finite_state(corr: nn.Module, it: int, out: Path | None) -> None:

@@ -9,7 +9,7 @@ Run folder::
     config.json                  the resolved PipelineConfig
     supernet.pt                  supernet checkpoint (atomic, per epoch; resumed from)
     supernet_log.jsonl           per epoch: train loss/top-1, held-out top-1 of the full and empty scheme
-    search_state.pt              EANSearch state and the held-out cache (atomic, every ``checkpoint_every`` steps; resumed from)
+    search_state.pt              EANSearch state and held-out cache (atomic, every ``checkpoint_every`` steps)
     search_log.csv               per step: loss, baseline, reward, scheme, accuracy, sparsity, bonus, ...
     search_samples.csv / .jsonl  every evaluated scheme with its accuracy and reward
     result.json                  mode / best / last scheme and the selected one

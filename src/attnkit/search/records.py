@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_csv, atomic_write_text
+from .._io import atomic_write_csv, atomic_write_jsonl, atomic_write_text
 from ..models import ConnectionScheme
 
 __all__ = ["StepRecord", "SampleRecord", "SearchResult"]
@@ -127,7 +127,5 @@ class SearchResult:
         )
         samp_cols = [f.name for f in fields(SampleRecord)]
         atomic_write_csv(d / "search_samples.csv", samp_cols, [asdict(r) for r in self.samples])
-        atomic_write_text(
-            d / "search_samples.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.samples)
-        )
+        atomic_write_jsonl(d / "search_samples.jsonl", (asdict(r) for r in self.samples))
         atomic_write_text(d / "result.json", json.dumps(self.summary(), indent=2) + "\n")

@@ -32,17 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import atomic_torch_save, atomic_write_text
+from .._io import atomic_torch_save, atomic_write_jsonl
 from ..models import ConnectionScheme
 from .evaluate import evaluate_top1, scheme_override
 
 __all__ = ["load_state", "SupernetWrapper", "train_supernet"]
 
 LOG_FILE = "supernet_log.jsonl"
-
-
-def _log_text(log: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in log)
 
 
 def _read_log(path: Path, epochs: int) -> list[dict[str, Any]]:
@@ -235,7 +231,7 @@ def train_supernet(
             gen.set_state(st["generator"])
             start = int(st["epoch"])
             log = list(st.get("log", _read_log(ckpt.parent / LOG_FILE, start)))
-            atomic_write_text(ckpt.parent / LOG_FILE, _log_text(log))  # a kill may have come before it
+            atomic_write_jsonl(ckpt.parent / LOG_FILE, log)  # a kill may have come before it
             if progress:
                 print(f"[supernet] resumed from {ckpt} at epoch {start}/{epochs}")
     sampler = getattr(train_loader, "sampler", None)
@@ -303,6 +299,6 @@ def train_supernet(
                 },
                 ckpt,
             )
-            atomic_write_text(ckpt.parent / LOG_FILE, _log_text(log))
+            atomic_write_jsonl(ckpt.parent / LOG_FILE, log)
     model.eval()
     return model
